@@ -1,0 +1,40 @@
+// Detects what sits upstream of the stream on this request: request-timeout middleware and compression.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** Request-timeout middleware that would cut a long-lived response. */
+export type TimeoutMiddleware = 'connect-timeout' | 'express-timeout-handler';
+
+type TimeoutRequest = IncomingMessage & { timedout?: unknown; clearTimeout?: unknown };
+
+/** Finds request-timeout middleware armed on this request, by the marks each one leaves. */
+export function findTimeoutMiddleware(req: IncomingMessage, res: ServerResponse): TimeoutMiddleware[] {
+  const found: TimeoutMiddleware[] = [];
+  const r = req as TimeoutRequest;
+  // connect-timeout: a boolean req.timedout and req.clearTimeout(); on expiry it calls next(503).
+  if (typeof r.timedout === 'boolean' && typeof r.clearTimeout === 'function') found.push('connect-timeout');
+  // express-timeout-handler: an idle timer on the socket and a 'timeout' listener on the response,
+  // which answers 503 or, after headers, destroys the socket when the response finishes.
+  if (res.listenerCount('timeout') > 0) found.push('express-timeout-handler');
+  return found;
+}
+
+/** Cancels the timers of the middleware found; the socket's idle timer is cleared by the caller. */
+export function disarmTimeoutMiddleware(req: IncomingMessage, found: readonly TimeoutMiddleware[]): void {
+  if (found.includes('connect-timeout')) (req as TimeoutRequest & { clearTimeout(): void }).clearTimeout();
+  if (found.includes('express-timeout-handler')) req.socket.setTimeout(0);
+}
+
+/**
+ * A compression-like layer upstream installs `res.flush()`: Node 20 has no such method of its own
+ * (the deprecated one was removed) and Express defines none.
+ */
+export function hasCompressionLayer(res: ServerResponse): res is ServerResponse & { flush(): void } {
+  return typeof (res as { flush?: unknown }).flush === 'function';
+}
+
+/** The encoding the compression layer chose; it decides inside writeHead, so ask after headers are flushed. */
+export function contentEncoding(res: ServerResponse): string | undefined {
+  const value = res.getHeader('content-encoding');
+  const encoding = typeof value === 'string' ? value.toLowerCase() : undefined;
+  return encoding === undefined || encoding === 'identity' ? undefined : encoding;
+}

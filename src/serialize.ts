@@ -1,0 +1,90 @@
+// The wire format, pure: event in, text out. WHATWG HTML § 9.2 "Server-sent events".
+import { SseGuardError } from './errors.js';
+import type { SseEvent } from './types.js';
+
+const LINE_BREAK = /\r\n|\r|\n/;
+const HAS_BREAK = /[\r\n]/;
+const HAS_BREAK_OR_NUL = /[\r\n\0]/;
+
+function invalid(message: string): SseGuardError {
+  return new SseGuardError('ERR_SSE_INVALID_FIELD', message);
+}
+
+// A lone surrogate has no UTF-8 encoding: it would reach the client as U+FFFD, not as sent.
+function checkText(field: string, value: string): void {
+  if (!value.isWellFormed()) {
+    throw invalid(`${field} contains a lone UTF-16 surrogate, which cannot be sent as UTF-8; send well-formed text (String.prototype.toWellFormed()).`);
+  }
+}
+
+function checkRetry(retry: unknown): asserts retry is number {
+  // The client accepts ASCII digits only (§ 9.2.6): no sign, fraction or exponent.
+  if (typeof retry !== 'number' || !Number.isSafeInteger(retry) || retry < 0) {
+    throw invalid(`retry must be a non-negative integer number of ms, got ${String(retry)}.`);
+  }
+}
+
+/** `retry: <ms>` as one self-contained block. */
+export function serializeRetry(ms: number): string {
+  checkRetry(ms);
+  return `retry: ${ms}\n\n`;
+}
+
+/** One `:` line per line of `text`; comments are ignored by clients, so they are safe for heartbeats. */
+export function serializeComment(text = ''): string {
+  if (text === '') return ':\n';
+  checkText('comment', text);
+  let out = '';
+  for (const line of text.split(LINE_BREAK)) out += line === '' ? ':\n' : `: ${line}\n`;
+  return out;
+}
+
+/**
+ * Serializes one event, or throws `ERR_SSE_INVALID_FIELD` before producing anything.
+ * `data` becomes one `data:` line per line (CRLF, CR and LF all break a line, and the client
+ * rejoins them with LF); `event` and `id` are rejected when they could inject fields.
+ */
+export function serializeEvent(ev: SseEvent, serialize: (data: unknown) => string = JSON.stringify): string {
+  if (ev === null || typeof ev !== 'object') {
+    throw invalid(`an event must be an object such as { data: 'text' } or a string, got ${ev === null ? 'null' : typeof ev}.`);
+  }
+  let out = '';
+  if (ev.event !== undefined) {
+    const name = ev.event;
+    if (typeof name !== 'string') throw invalid(`event must be a string, got ${typeof name}.`);
+    if (HAS_BREAK.test(name)) throw invalid(`event must not contain CR or LF (it would inject fields): ${JSON.stringify(name)}.`);
+    checkText('event', name);
+    out += `event: ${name}\n`;
+  }
+  if (ev.id !== undefined) {
+    const id = ev.id;
+    let text: string;
+    if (typeof id === 'number') {
+      if (!Number.isFinite(id)) throw invalid(`id must be a finite number or a string, got ${id}.`);
+      text = String(id);
+    } else if (typeof id === 'string') {
+      // The client ignores an id with NUL (§ 9.2.6); CR or LF would inject fields.
+      if (HAS_BREAK_OR_NUL.test(id)) throw invalid(`id must not contain CR, LF or NUL: ${JSON.stringify(id)}.`);
+      checkText('id', id);
+      text = id;
+    } else {
+      throw invalid(`id must be a string or a number, got ${typeof id}.`);
+    }
+    out += `id: ${text}\n`;
+  }
+  if (ev.retry !== undefined) {
+    checkRetry(ev.retry);
+    out += `retry: ${ev.retry}\n`;
+  }
+  const { data } = ev;
+  if (data === undefined) throw invalid('data is required; send null or an empty string for an event without payload.');
+  const text = typeof data === 'string' ? data : serialize(data);
+  if (typeof text !== 'string') {
+    throw invalid(`serialize() returned ${typeof text} for this data; give data it can encode, or a serialize option that returns a string.`);
+  }
+  checkText('data', text);
+  // Always "data: " with the space: the client strips exactly one, so leading spaces survive.
+  if (!HAS_BREAK.test(text)) return `${out}data: ${text}\n\n`;
+  for (const line of text.split(LINE_BREAK)) out += `data: ${line}\n`;
+  return `${out}\n`;
+}

@@ -1,0 +1,140 @@
+// The middleware: refuse or disarm what would break the stream, send the headers, hand over the stream.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { SseGuardError } from './errors.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './guard.js';
+import { resolveOptions } from './options.js';
+import { counters, retryAfter } from './registry.js';
+import { serializeRetry } from './serialize.js';
+import { closeWith, SseStream, writeFrame, type StreamSettings } from './stream.js';
+import type { AnyEvents, EventMap, SseHandler, SseOptions } from './types.js';
+
+/** What sse() returns: an Express (or plain node:http) request handler. */
+export type SseMiddleware<Req extends IncomingMessage = IncomingMessage> = (
+  req: Req,
+  res: ServerResponse,
+  next: (err?: unknown) => void,
+) => void;
+
+function urlOf(req: IncomingMessage): string | undefined {
+  return (req as { originalUrl?: string }).originalUrl ?? req.url;
+}
+
+/** Middleware form: sets `res.sse` and calls `next()`. */
+export function sse(options?: SseOptions): SseMiddleware;
+/** Handler form: runs `handler(stream, req)`; the stream closes when the client leaves, on `close()`, or when a returned promise settles. */
+export function sse<M extends EventMap = AnyEvents, Req extends IncomingMessage = IncomingMessage>(
+  handler: SseHandler<M, Req>,
+  options?: SseOptions,
+): SseMiddleware<Req>;
+export function sse<M extends EventMap, Req extends IncomingMessage>(
+  handlerOrOptions?: SseHandler<M, Req> | SseOptions,
+  maybeOptions?: SseOptions,
+): SseMiddleware<Req> {
+  const handler = typeof handlerOrOptions === 'function' ? handlerOrOptions : undefined;
+  const options = resolveOptions(handler === undefined ? (handlerOrOptions as SseOptions | undefined) : maybeOptions);
+  const { logger } = options;
+  const settings: StreamSettings = {
+    highWaterMark: options.highWaterMark,
+    maxBufferedBytes: options.maxBufferedBytes,
+    heartbeat: options.heartbeat,
+    serialize: options.serialize,
+    logger,
+  };
+  // Written once per connection, before any event: padding for old proxies, then the retry hint.
+  const preamble =
+    (options.padding > 0 ? `:${' '.repeat(options.padding - 2)}\n` : '') +
+    (options.retry === undefined ? '' : serializeRetry(options.retry));
+  const cacheControl = options.compression === 'bypass' ? 'no-cache, no-transform' : 'no-cache';
+
+  return function sseGuard(req, res, next) {
+    // 1. Too late for an event stream once a status and headers went out.
+    if (res.headersSent) {
+      counters.refusedHeadersSent++;
+      logger?.('headers-sent', { url: urlOf(req) });
+      next(new SseGuardError('ERR_SSE_HEADERS_SENT', `headers were already sent for ${urlOf(req)}; mount sse() before any middleware or handler that writes to the response.`));
+      return;
+    }
+    if (retryAfter !== undefined) {
+      res.writeHead(503, { 'Retry-After': String(retryAfter), 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+      res.end('Server is shutting down\n');
+      return;
+    }
+
+    // 2. Request-timeout middleware would answer 503 or cut the socket mid-stream.
+    const timeouts = findTimeoutMiddleware(req, res);
+    if (timeouts.length > 0) {
+      if (options.timeoutHandler === 'refuse') {
+        counters.refusedTimeoutHandler++;
+        logger?.('timeout-refused', { url: urlOf(req), middleware: timeouts });
+        next(
+          new SseGuardError(
+            'ERR_SSE_TIMEOUT_HANDLER',
+            `${timeouts.join(' and ')} is active on ${urlOf(req)} and would cut the event stream. ` +
+              `Fix: mount the timeout middleware only on routes that are not event streams, or use sse({ timeoutHandler: 'disarm' }) to cancel it for this stream.`,
+          ),
+        );
+        return;
+      }
+      disarmTimeoutMiddleware(req, timeouts);
+      logger?.('timeout-disarmed', { url: urlOf(req), middleware: timeouts });
+    }
+
+    // 3 and 4. Headers, flushed now so that the client's `open` fires at once. In 'bypass' mode
+    // `no-transform` makes compression pass the response through; it decides inside writeHead.
+    const compressionLayer = hasCompressionLayer(res);
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', cacheControl);
+    res.setHeader('X-Accel-Buffering', 'no');
+    // Hop-by-hop headers are forbidden on HTTP/2.
+    if (req.httpVersionMajor === 1) res.setHeader('Connection', 'keep-alive');
+    for (const [name, value] of Object.entries(options.headers)) res.setHeader(name, value);
+    res.flushHeaders();
+
+    const encoding = contentEncoding(res);
+    if (compressionLayer) {
+      // A layer that ignored no-transform (or a user header that dropped it) still gets every event flushed.
+      if (encoding === undefined) logger?.('compression-bypassed', { url: urlOf(req) });
+      else logger?.('compression-flushed', { url: urlOf(req), encoding, requested: options.compression });
+    }
+
+    // 5. A socket idle timer (server.timeout, socket.setTimeout) would cut a quiet stream.
+    if (req.httpVersionMajor === 1) {
+      const socket = req.socket;
+      if (socket.timeout !== undefined && socket.timeout > 0) {
+        logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
+        socket.setTimeout(0);
+      }
+      socket.setNoDelay(true);
+    }
+
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+
+    // 6. Preamble, then hand over the stream.
+    const stream = new SseStream<M>(req, res, settings, encoding !== undefined);
+    if (preamble !== '') stream[writeFrame](preamble, false);
+    if (handler === undefined) {
+      (res as ServerResponse & { sse: SseStream }).sse = stream as unknown as SseStream;
+      next();
+      return;
+    }
+    // Headers are out: an error must not reach next(err), where Express would destroy the socket.
+    const fail = (error: unknown): void => {
+      logger?.('handler-error', { url: urlOf(req), error });
+      stream[closeWith]('error');
+    };
+    let result: unknown;
+    try {
+      result = handler(stream, req);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    if (result instanceof Promise || (typeof result === 'object' && result !== null && typeof (result as PromiseLike<unknown>).then === 'function')) {
+      (result as PromiseLike<unknown>).then(() => stream.close(), fail);
+    }
+  };
+}
