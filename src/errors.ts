@@ -4,6 +4,7 @@ export type SseGuardErrorCode =
   | 'ERR_SSE_TIMEOUT_HANDLER'
   | 'ERR_SSE_INVALID_FIELD'
   | 'ERR_SSE_INVALID_OPTION'
+  | 'ERR_SSE_CHANNEL_CLOSED'
   | 'ERR_SSE_ADAPTER';
 
 /** The one error class of sse-guard: a stable `code`, and a message that names the fix. */

@@ -1,5 +1,7 @@
 export { sse, type SseMiddleware } from './sse.js';
 export { SseStream } from './stream.js';
+export { Channel, type ChannelOptions } from './channel.js';
+export { memoryAdapter, type ChannelAdapter, type StoredEvent } from './adapter.js';
 export { SseGuardError, type SseGuardErrorCode } from './errors.js';
 export { shutdown, stats, type ShutdownOptions, type Stats } from './registry.js';
 export { serializeEvent, serializeComment } from './serialize.js';

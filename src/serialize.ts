@@ -39,12 +39,21 @@ export function serializeComment(text = ''): string {
   return out;
 }
 
-/**
- * Serializes one event, or throws `ERR_SSE_INVALID_FIELD` before producing anything.
- * `data` becomes one `data:` line per line (CRLF, CR and LF all break a line, and the client
- * rejoins them with LF); `event` and `id` are rejected when they could inject fields.
- */
-export function serializeEvent(ev: SseEvent, serialize: (data: unknown) => string = JSON.stringify): string {
+/** The `id:` line, or '' when there is none. The client ignores an id with NUL (§ 9.2.6); CR or LF would inject fields. */
+export function serializeId(id: string | number | undefined): string {
+  if (id === undefined) return '';
+  if (typeof id === 'number') {
+    if (!Number.isFinite(id)) throw invalid(`id must be a finite number or a string, got ${id}.`);
+    return `id: ${id}\n`;
+  }
+  if (typeof id !== 'string') throw invalid(`id must be a string or a number, got ${typeof id}.`);
+  if (HAS_BREAK_OR_NUL.test(id)) throw invalid(`id must not contain CR, LF or NUL: ${JSON.stringify(id)}.`);
+  checkText('id', id);
+  return `id: ${id}\n`;
+}
+
+/** Everything of an event but its id: `event:`, `retry:`, the `data:` lines and the closing blank line. */
+export function serializeBody(ev: SseEvent, serialize: (data: unknown) => string = JSON.stringify): string {
   if (ev === null || typeof ev !== 'object') {
     throw invalid(`an event must be an object such as { data: 'text' } or a string, got ${ev === null ? 'null' : typeof ev}.`);
   }
@@ -55,22 +64,6 @@ export function serializeEvent(ev: SseEvent, serialize: (data: unknown) => strin
     if (HAS_BREAK.test(name)) throw invalid(`event must not contain CR or LF (it would inject fields): ${JSON.stringify(name)}.`);
     checkText('event', name);
     out += `event: ${name}\n`;
-  }
-  if (ev.id !== undefined) {
-    const id = ev.id;
-    let text: string;
-    if (typeof id === 'number') {
-      if (!Number.isFinite(id)) throw invalid(`id must be a finite number or a string, got ${id}.`);
-      text = String(id);
-    } else if (typeof id === 'string') {
-      // The client ignores an id with NUL (§ 9.2.6); CR or LF would inject fields.
-      if (HAS_BREAK_OR_NUL.test(id)) throw invalid(`id must not contain CR, LF or NUL: ${JSON.stringify(id)}.`);
-      checkText('id', id);
-      text = id;
-    } else {
-      throw invalid(`id must be a string or a number, got ${typeof id}.`);
-    }
-    out += `id: ${text}\n`;
   }
   if (ev.retry !== undefined) {
     checkRetry(ev.retry);
@@ -87,4 +80,14 @@ export function serializeEvent(ev: SseEvent, serialize: (data: unknown) => strin
   if (!HAS_BREAK.test(text)) return `${out}data: ${text}\n\n`;
   for (const line of text.split(LINE_BREAK)) out += `data: ${line}\n`;
   return `${out}\n`;
+}
+
+/**
+ * Serializes one event, or throws `ERR_SSE_INVALID_FIELD` before producing anything.
+ * `data` becomes one `data:` line per line (CRLF, CR and LF all break a line, and the client
+ * rejoins them with LF); `event` and `id` are rejected when they could inject fields.
+ */
+export function serializeEvent(ev: SseEvent, serialize: (data: unknown) => string = JSON.stringify): string {
+  const body = serializeBody(ev, serialize);
+  return ev.id === undefined ? body : serializeId(ev.id) + body;
 }

@@ -1,0 +1,65 @@
+// The seam between a Channel and where its events live: in this process, or shared by many (Redis).
+
+/** One stored event: its id and its serialized body (every field but `id:`, ending in the blank line). */
+export interface StoredEvent {
+  id: string;
+  body: string;
+}
+
+/**
+ * Stores a channel's events and delivers them, in one global order, to every instance's channel.
+ * Write one to run a Channel on a shared log (see `sse-guard/redis`).
+ */
+export interface ChannelAdapter {
+  /**
+   * Binds the adapter to its channel. `deliver` must then be called once for every event appended
+   * by any instance, in the order of the log, and never for an event twice.
+   * `history` is how many events the channel asked to keep for replay.
+   */
+  attach(deliver: (event: StoredEvent) => void, history: number): void | Promise<void>;
+  /** Stores an event and resolves to its id (the adapter assigns one when `id` is undefined). Rejects when it cannot store it. */
+  append(body: string, id: string | undefined): Promise<string>;
+  /**
+   * The events after `lastEventId`, oldest first: `[]` when it is the newest, `undefined` when it is
+   * not (or no longer) in the retained history.
+   */
+  since(lastEventId: string): StoredEvent[] | undefined | Promise<StoredEvent[] | undefined>;
+  /** Stops delivering and releases connections. */
+  close(): void | Promise<void>;
+}
+
+/** The default adapter: this process only, ids `1`, `2`, `3`…, the last `history` events kept for replay. */
+export function memoryAdapter(): ChannelAdapter {
+  let deliver: (event: StoredEvent) => void = () => {};
+  let history = 0;
+  let seq = 0;
+  const kept: StoredEvent[] = [];
+  // The newest id is known even with no history, so a client that missed nothing gets no resync.
+  let newest: string | undefined;
+  return {
+    attach(fn, size) {
+      deliver = fn;
+      history = size;
+    },
+    append(body, id) {
+      const event = { id: id ?? String(++seq), body };
+      newest = event.id;
+      if (history > 0) {
+        kept.push(event);
+        if (kept.length > history) kept.shift();
+      }
+      deliver(event);
+      return Promise.resolve(event.id);
+    },
+    since(lastEventId) {
+      if (lastEventId === newest) return [];
+      for (let i = kept.length - 1; i >= 0; i--) {
+        if (kept[i]!.id === lastEventId) return kept.slice(i + 1);
+      }
+      return undefined;
+    },
+    close() {
+      deliver = () => {};
+    },
+  };
+}
