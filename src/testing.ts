@@ -1,0 +1,144 @@
+// sse-guard/testing: read an event stream in a test, parsed per spec, with arrival times.
+import { createParser } from 'eventsource-parser';
+import http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
+
+/** One event as the client saw it. */
+export interface ReceivedEvent {
+  /** The event type: `'message'` when it had no `event:` field. */
+  event: string;
+  data: string;
+  /** The `id:` field of this event, if it had one. */
+  id: string | undefined;
+  /** ms from the request to this event's arrival. */
+  at: number;
+  /** `performance.now()` at arrival: comparable with the server's clock when both run in one process. */
+  time: number;
+}
+
+export interface Collected {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  /** ms from the request to the response headers. */
+  headersAt: number;
+  events: ReceivedEvent[];
+  /** Comment lines (heartbeats, padding), without the leading `:` and space. */
+  comments: string[];
+  /** `retry:` values received. */
+  retries: number[];
+  /** True when the server ended the response before `count` events or the timeout. */
+  ended: boolean;
+}
+
+export interface CollectOptions {
+  /** Stop after this many events. Default: read until the timeout or the end of the response. */
+  count?: number;
+  /** Stop after this many ms. Default `2000`. */
+  timeout?: number;
+  /** Request headers, for a URL target (with supertest, use `.set()`). */
+  headers?: Record<string, string>;
+}
+
+/** The part of a supertest (superagent) request that collect() drives. */
+export interface SupertestRequest {
+  buffer(value: boolean): this;
+  // `any`: superagent types `res` as its own Response, though in Node it is the IncomingMessage.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  parse(parser: (res: any, done: (err: Error | null, body: unknown) => void) => void): this;
+  end(callback: (err: unknown, res: unknown) => void): unknown;
+}
+
+/**
+ * Reads events from a supertest request (`request(server).get('/events')`) or a URL until `count`
+ * events arrived, the timeout passed, or the response ended; then closes the connection.
+ * Parses with eventsource-parser; decodes gzip, deflate and br bodies as they arrive.
+ */
+export function collect(target: string | URL | SupertestRequest, options: CollectOptions = {}): Promise<Collected> {
+  const start = performance.now();
+  return new Promise<Collected>((resolve, reject) => {
+    const onResponse = (res: http.IncomingMessage, body: Readable, done?: () => void): void => {
+      readEvents(res, body, start, options, (result) => {
+        done?.();
+        resolve(result);
+      });
+    };
+    if (typeof target === 'string' || target instanceof URL) {
+      const headers = { accept: 'text/event-stream', ...options.headers };
+      const req = http.get(target, { headers }, (res) => onResponse(res, decoded(res)));
+      req.on('error', reject);
+      return;
+    }
+    let settled = false;
+    target
+      .buffer(false)
+      // superagent has already put a decompressor in front of `res` when the body is encoded.
+      .parse((res: http.IncomingMessage, done) => onResponse(res, res, () => ((settled = true), done(null, null))))
+      .end((err) => {
+        if (err !== null && err !== undefined && !settled) reject(err);
+      });
+  });
+}
+
+function decoded(res: http.IncomingMessage): Readable {
+  // Flush modes that hand out every byte that can be decoded, as soon as it arrives.
+  switch (res.headers['content-encoding']) {
+    case 'gzip':
+      return res.pipe(zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH }));
+    case 'deflate':
+      return res.pipe(zlib.createInflate({ flush: zlib.constants.Z_SYNC_FLUSH }));
+    case 'br':
+      return res.pipe(zlib.createBrotliDecompress({ flush: zlib.constants.BROTLI_OPERATION_FLUSH }));
+    default:
+      return res;
+  }
+}
+
+function readEvents(
+  res: http.IncomingMessage,
+  body: Readable,
+  start: number,
+  options: CollectOptions,
+  finish: (result: Collected) => void,
+): void {
+  const result: Collected = {
+    status: res.statusCode ?? 0,
+    headers: res.headers,
+    headersAt: performance.now() - start,
+    events: [],
+    comments: [],
+    retries: [],
+    ended: false,
+  };
+  let done = false;
+  const stop = (ended: boolean): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    result.ended = ended;
+    res.destroy();
+    finish(result);
+  };
+  const timer = setTimeout(() => stop(false), options.timeout ?? 2000);
+  const parser = createParser({
+    onEvent(message) {
+      const time = performance.now();
+      result.events.push({ event: message.event ?? 'message', data: message.data, id: message.id, at: time - start, time });
+      if (options.count !== undefined && result.events.length >= options.count) stop(false);
+    },
+    onComment(comment) {
+      result.comments.push(comment);
+    },
+    onRetry(retry) {
+      result.retries.push(retry);
+    },
+  });
+  const decoder = new TextDecoder();
+  body.on('data', (chunk: Buffer | string) => {
+    if (!done) parser.feed(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }));
+  });
+  body.on('end', () => stop(true));
+  body.on('error', () => stop(false));
+  res.on('close', () => stop(!res.complete ? false : true));
+}
