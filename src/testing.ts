@@ -140,5 +140,8 @@ function readEvents(
   });
   body.on('end', () => stop(true));
   body.on('error', () => stop(false));
-  res.on('close', () => stop(!res.complete ? false : true));
+  // A complete response still has bytes in the decompressor: wait for the body's 'end'.
+  res.on('close', () => {
+    if (!res.complete) stop(false);
+  });
 }
