@@ -7,4 +7,5 @@ module.exports = {
   // Sources import siblings as './x.js' (required by the ESM build); map them back to the .ts files.
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 30000,
+  reporters: ['default', '<rootDir>/scripts/summary-reporter.js'],
 };
