@@ -71,7 +71,13 @@ export function serializeBody(ev: SseEvent, serialize: (data: unknown) => string
   }
   const { data } = ev;
   if (data === undefined) throw invalid('data is required; send null or an empty string for an event without payload.');
-  const text = typeof data === 'string' ? data : serialize(data);
+  let text: unknown;
+  try {
+    text = typeof data === 'string' ? data : serialize(data);
+  } catch (cause) {
+    // BigInt, circular structures, a throwing toJSON: the caller gets the contract's error, with the original as cause.
+    throw new SseGuardError('ERR_SSE_INVALID_FIELD', `serialize() could not encode this data (${String(cause)}); pass data it can encode, or a serialize option that can.`, { cause });
+  }
   if (typeof text !== 'string') {
     throw invalid(`serialize() returned ${typeof text} for this data; give data it can encode, or a serialize option that returns a string.`);
   }
