@@ -32,6 +32,8 @@ export function resolveOptions(options: SseOptions = {}): ResolvedOptions {
   if (options.logger !== undefined && typeof options.logger !== 'function') fail('logger must be a function (reason, details) => void.');
   const headers = options.headers ?? {};
   if (headers === null || typeof headers !== 'object') fail('headers must be an object of header names to values.');
+  const probe = options.probe ?? false;
+  if (typeof probe !== 'boolean') fail(`probe must be true or false, got ${String(probe)}.`);
   return {
     compression: oneOf('compression', options.compression ?? 'bypass', ['bypass', 'flush']),
     timeoutHandler: oneOf('timeoutHandler', options.timeoutHandler ?? 'refuse', ['refuse', 'disarm']),
@@ -43,5 +45,6 @@ export function resolveOptions(options: SseOptions = {}): ResolvedOptions {
     headers,
     serialize,
     logger: options.logger,
+    probe,
   };
 }

@@ -12,11 +12,24 @@ export interface Registered {
   [drainStream](farewell: string, graceMs: number): Promise<void>;
 }
 
-export const open = new Set<Registered>();
-export const counters = { eventsSent: 0, slowConsumerDrops: 0, refusedTimeoutHandler: 0, refusedHeadersSent: 0 };
+interface Registry {
+  open: Set<Registered>;
+  counters: { eventsSent: number; slowConsumerDrops: number; refusedTimeoutHandler: number; refusedHeadersSent: number };
+  /** Seconds for `Retry-After` once shutdown() was called; undefined while serving. */
+  retryAfter: number | undefined;
+}
 
-/** Seconds for `Retry-After` once shutdown() was called; undefined while serving. */
-export let retryAfter: number | undefined;
+// One registry per process, even when both the ESM and the CommonJS build are loaded:
+// shutdown() must reach every stream.
+const scope = globalThis as { [key: symbol]: Registry | undefined };
+const KEY = Symbol.for('sse-guard.registry.v1');
+export const registry: Registry = (scope[KEY] ??= {
+  open: new Set(),
+  counters: { eventsSent: 0, slowConsumerDrops: 0, refusedTimeoutHandler: 0, refusedHeadersSent: 0 },
+  retryAfter: undefined,
+});
+const { open, counters } = registry;
+export { counters, open };
 
 export interface Stats {
   open: number;
@@ -57,6 +70,6 @@ export async function shutdown(options: ShutdownOptions = {}): Promise<void> {
   const { event, retry, graceMs = 5000 } = options;
   // Serialized once, and before anything is closed: an invalid event throws with every stream intact.
   const farewell = (retry === undefined ? '' : serializeRetry(retry)) + (event === undefined ? '' : serializeEvent(event));
-  retryAfter = Math.max(1, Math.ceil((retry ?? 1000) / 1000));
+  registry.retryAfter = Math.max(1, Math.ceil((retry ?? 1000) / 1000));
   await Promise.all([...open].map((stream) => stream[drainStream](farewell, graceMs)));
 }

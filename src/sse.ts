@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from './errors.js';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './guard.js';
 import { resolveOptions } from './options.js';
-import { counters, retryAfter } from './registry.js';
+import { startProbe } from './probe.js';
+import { counters, registry } from './registry.js';
 import { serializeRetry } from './serialize.js';
 import { closeWith, SseStream, writeFrame, type StreamSettings } from './stream.js';
 import type { AnyEvents, EventMap, SseHandler, SseOptions } from './types.js';
@@ -54,8 +55,8 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
       next(new SseGuardError('ERR_SSE_HEADERS_SENT', `headers were already sent for ${urlOf(req)}; mount sse() before any middleware or handler that writes to the response.`));
       return;
     }
-    if (retryAfter !== undefined) {
-      res.writeHead(503, { 'Retry-After': String(retryAfter), 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+    if (registry.retryAfter !== undefined) {
+      res.writeHead(503, { 'Retry-After': String(registry.retryAfter), 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
       res.end('Server is shutting down\n');
       return;
     }
@@ -116,6 +117,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     // 6. Preamble, then hand over the stream.
     const stream = new SseStream<M>(req, res, settings, encoding !== undefined);
     if (preamble !== '') stream[writeFrame](preamble, false);
+    if (options.probe) startProbe(stream, req, options.heartbeat);
     if (handler === undefined) {
       (res as ServerResponse & { sse: SseStream }).sse = stream as unknown as SseStream;
       next();

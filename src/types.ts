@@ -70,6 +70,10 @@ export interface SseOptions {
   serialize?: (data: unknown) => string;
   /** Told of every guard decision, with a named reason. Default: silent. */
   logger?: SseLogger;
+  /** Answer `sse-guard doctor`: on requests carrying an `SSE-Guard-Probe` header, also write a
+   *  timestamped comment (`: probe t=<ms> heartbeat=<ms|off>`) every 250 ms, from which the doctor
+   *  measures how long each hop holds the stream. Other requests are unaffected. Default `false`. */
+  probe?: boolean;
 }
 
 /** The handler form's function: runs once headers are flushed. */
