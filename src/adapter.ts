@@ -46,7 +46,9 @@ export function memoryAdapter(): ChannelAdapter {
       newest = event.id;
       if (history > 0) {
         kept.push(event);
-        if (kept.length > history) kept.shift();
+        // One more than `history`: a client that missed `history` events reconnects with the id of
+        // the event before them, and since() must still find it to replay them.
+        if (kept.length > history + 1) kept.shift();
       }
       deliver(event);
       return Promise.resolve(event.id);

@@ -2,7 +2,7 @@
 import { memoryAdapter, type ChannelAdapter, type StoredEvent } from './adapter.js';
 import { SseGuardError } from './errors.js';
 import { serializeBody, serializeEvent, serializeId } from './serialize.js';
-import { closeWith, writeFrame, type SseStream } from './stream.js';
+import { checkBuffered, closeWith, sharedFrame, writeFrame, type SharedFrame, type SseStream } from './stream.js';
 import type { AnyEvents, EventMap, EventOf, SseEvent } from './types.js';
 
 export interface ChannelOptions {
@@ -17,11 +17,21 @@ export interface ChannelOptions {
 // Streams of any event map; the channel only writes frames it serialized itself.
 type Subscriber = SseStream<EventMap>;
 
-// A subscriber whose replay is still being fetched: live events wait here, in order.
-type Joining = StoredEvent[];
+// A subscriber whose replay is still being fetched or written: live events wait here, in order,
+// with the size of those not yet written.
+interface Joining {
+  events: StoredEvent[];
+  bytes: number;
+}
 
-function frameOf(event: StoredEvent): Buffer {
-  return Buffer.from(`id: ${event.id}\n${event.body}`);
+// Waits until the client took the buffered bytes: true, or false when it left meanwhile.
+async function drained(s: Subscriber): Promise<boolean> {
+  await s.ready();
+  return !s.closed;
+}
+
+function frameOf(event: StoredEvent): SharedFrame {
+  return sharedFrame(`id: ${event.id}\n${event.body}`);
 }
 
 /**
@@ -78,14 +88,14 @@ export class Channel<M extends EventMap = AnyEvents> {
     }
     const missed = this.#adapter.since(last);
     if (!(missed instanceof Promise)) {
-      this.#catchUp(s, last, missed, []);
+      void this.#catchUp(s, last, missed, { events: [], bytes: 0 });
       return;
     }
-    const waiting: Joining = [];
+    const waiting: Joining = { events: [], bytes: 0 };
     this.#joining.set(s, waiting);
     missed.then(
       (events) => {
-        if (this.#joining.delete(s)) this.#catchUp(s, last, events, waiting);
+        if (this.#joining.has(s)) void this.#catchUp(s, last, events, waiting);
       },
       () => {
         if (this.#joining.delete(s)) s[closeWith]('error');
@@ -119,22 +129,37 @@ export class Channel<M extends EventMap = AnyEvents> {
       const frame = frameOf(event);
       for (const s of this.#live) s[writeFrame](frame, true);
     }
-    for (const waiting of this.#joining.values()) waiting.push(event);
+    for (const [s, waiting] of this.#joining) {
+      waiting.events.push(event);
+      waiting.bytes += Buffer.byteLength(event.body);
+      // A client that stops reading while it catches up would otherwise hold every live event here.
+      s[checkBuffered](waiting.bytes);
+    }
   };
 
-  #catchUp(s: Subscriber, last: string, missed: StoredEvent[] | undefined, waiting: Joining): void {
+  // A replay can be far larger than maxBufferedBytes: written at once it would get the reconnecting
+  // client dropped as a slow consumer, again on every reconnect. So above highWaterMark it waits for
+  // the client to take the bytes, while live events queue in `waiting`.
+  async #catchUp(s: Subscriber, last: string, missed: StoredEvent[] | undefined, waiting: Joining): Promise<void> {
     if (s.closed) return;
-    const sent = new Set<string>();
-    if (missed === undefined) {
-      if (this.#resyncEvent !== false) s[writeFrame](serializeEvent({ event: this.#resyncEvent, data: { lastEventId: last } }), true);
-    } else {
-      for (const event of missed) {
-        sent.add(event.id);
-        s[writeFrame](frameOf(event), true);
-      }
+    this.#joining.set(s, waiting);
+    const replay = missed ?? [];
+    if (missed === undefined && this.#resyncEvent !== false) {
+      s[writeFrame](serializeEvent({ event: this.#resyncEvent, data: { lastEventId: last } }), true);
     }
-    // Events delivered while the replay was fetched; the replay may already hold some of them.
-    for (const event of waiting) if (!sent.has(event.id)) s[writeFrame](frameOf(event), true);
+    for (const event of replay) {
+      if (!s[writeFrame](frameOf(event), true) && !(await drained(s))) return;
+    }
+    // Then the live events delivered while the replay was fetched or written, minus those it already
+    // held. The queue grows meanwhile; taken from the front, so that what was written is let go.
+    const replayed = new Set(replay.map((event) => event.id));
+    while (waiting.events.length > 0) {
+      const event = waiting.events.shift()!;
+      waiting.bytes -= Buffer.byteLength(event.body);
+      if (replayed.has(event.id)) continue;
+      if (!s[writeFrame](frameOf(event), true) && !(await drained(s))) return;
+    }
+    this.#joining.delete(s);
     if (!s.closed) this.#live.add(s);
   }
 }

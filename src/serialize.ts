@@ -3,8 +3,13 @@ import { SseGuardError } from './errors.js';
 import type { SseEvent } from './types.js';
 
 const LINE_BREAK = /\r\n|\r|\n/;
-const HAS_BREAK = /[\r\n]/;
 const HAS_BREAK_OR_NUL = /[\r\n\0]/;
+
+// Every event's data passes here: on short texts two native substring scans cost a fraction of a
+// regular expression call.
+function hasLineBreak(text: string): boolean {
+  return text.includes('\n') || text.includes('\r');
+}
 
 function invalid(message: string): SseGuardError {
   return new SseGuardError('ERR_SSE_INVALID_FIELD', message);
@@ -61,7 +66,7 @@ export function serializeBody(ev: SseEvent, serialize: (data: unknown) => string
   if (ev.event !== undefined) {
     const name = ev.event;
     if (typeof name !== 'string') throw invalid(`event must be a string, got ${typeof name}.`);
-    if (HAS_BREAK.test(name)) throw invalid(`event must not contain CR or LF (it would inject fields): ${JSON.stringify(name)}.`);
+    if (hasLineBreak(name)) throw invalid(`event must not contain CR or LF (it would inject fields): ${JSON.stringify(name)}.`);
     checkText('event', name);
     out += `event: ${name}\n`;
   }
@@ -81,9 +86,15 @@ export function serializeBody(ev: SseEvent, serialize: (data: unknown) => string
   if (typeof text !== 'string') {
     throw invalid(`serialize() returned ${typeof text} for this data; give data it can encode, or a serialize option that returns a string.`);
   }
+  return out + serializeData(text);
+}
+
+/** The `data:` lines of one text and the blank line that ends the event: a string sent as is. */
+export function serializeData(text: string): string {
   checkText('data', text);
   // Always "data: " with the space: the client strips exactly one, so leading spaces survive.
-  if (!HAS_BREAK.test(text)) return `${out}data: ${text}\n\n`;
+  if (!hasLineBreak(text)) return `data: ${text}\n\n`;
+  let out = '';
   for (const line of text.split(LINE_BREAK)) out += `data: ${line}\n`;
   return `${out}\n`;
 }

@@ -28,14 +28,17 @@ export interface Collected {
   comments: string[];
   /** `retry:` values received. */
   retries: number[];
-  /** True when the server ended the response before `count` events or the timeout. */
+  /**
+   * True when the stream stopped on the server's side before `count` events or the timeout: the
+   * response ended, or the connection was cut mid-stream. False when collect() stopped reading.
+   */
   ended: boolean;
 }
 
 export interface CollectOptions {
   /** Stop after this many events. Default: read until the timeout or the end of the response. */
   count?: number;
-  /** Stop after this many ms. Default `2000`. */
+  /** Stop after this many ms from the request; reject when no response arrived by then. Default `2000`. */
   timeout?: number;
   /** Request headers, for a URL target (with supertest, use `.set()`). */
   headers?: Record<string, string>;
@@ -48,6 +51,7 @@ export interface SupertestRequest {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   parse(parser: (res: any, done: (err: Error | null, body: unknown) => void) => void): this;
   end(callback: (err: unknown, res: unknown) => void): unknown;
+  abort(): unknown;
 }
 
 /**
@@ -57,9 +61,21 @@ export interface SupertestRequest {
  */
 export function collect(target: string | URL | SupertestRequest, options: CollectOptions = {}): Promise<Collected> {
   const start = performance.now();
+  const timeout = options.timeout ?? 2000;
   return new Promise<Collected>((resolve, reject) => {
+    let abort = (): void => {};
+    // A server (or a layer in front of it) that never sends headers must fail the test, not hang it.
+    const noResponse = setTimeout(() => {
+      reject(new Error(`collect(): no response within ${timeout} ms`));
+      abort();
+    }, timeout);
+    const fail = (err: unknown): void => {
+      clearTimeout(noResponse);
+      reject(err);
+    };
     const onResponse = (res: http.IncomingMessage, body: Readable, done?: () => void): void => {
-      readEvents(res, body, start, options, (result) => {
+      clearTimeout(noResponse);
+      readEvents(res, body, start, timeout, options, (result) => {
         done?.();
         resolve(result);
       });
@@ -67,16 +83,21 @@ export function collect(target: string | URL | SupertestRequest, options: Collec
     if (typeof target === 'string' || target instanceof URL) {
       const headers = { accept: 'text/event-stream', ...options.headers };
       const req = http.get(target, { headers }, (res) => onResponse(res, decoded(res)));
-      req.on('error', reject);
+      abort = () => req.destroy();
+      req.on('error', fail);
       return;
     }
     let settled = false;
+    abort = () => target.abort();
     target
       .buffer(false)
       // superagent has already put a decompressor in front of `res` when the body is encoded.
       .parse((res: http.IncomingMessage, done) => onResponse(res, res, () => ((settled = true), done(null, null))))
-      .end((err) => {
-        if (err !== null && err !== undefined && !settled) reject(err);
+      .end((err, response) => {
+        // superagent's Response re-emits the body's errors: a connection cut mid-stream (reported as
+        // `ended`) would otherwise be an uncaught 'error'.
+        (response as { on?: (event: 'error', listener: () => void) => unknown } | undefined)?.on?.('error', () => {});
+        if (err !== null && err !== undefined && !settled) fail(err);
       });
   });
 }
@@ -99,6 +120,7 @@ function readEvents(
   res: http.IncomingMessage,
   body: Readable,
   start: number,
+  timeout: number,
   options: CollectOptions,
   finish: (result: Collected) => void,
 ): void {
@@ -120,7 +142,7 @@ function readEvents(
     res.destroy();
     finish(result);
   };
-  const timer = setTimeout(() => stop(false), options.timeout ?? 2000);
+  const timer = setTimeout(() => stop(false), Math.max(0, start + timeout - performance.now()));
   const parser = createParser({
     onEvent(message) {
       const time = performance.now();
@@ -139,9 +161,9 @@ function readEvents(
     if (!done) parser.feed(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }));
   });
   body.on('end', () => stop(true));
-  body.on('error', () => stop(false));
+  body.on('error', () => stop(true));
   // A complete response still has bytes in the decompressor: wait for the body's 'end'.
   res.on('close', () => {
-    if (!res.complete) stop(false);
+    if (!res.complete) stop(true);
   });
 }

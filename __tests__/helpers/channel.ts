@@ -1,0 +1,66 @@
+// A real server whose /events route subscribes every request to one Channel, and the waits that
+// tests need before publishing (a client is subscribed only once its request reached the server).
+import express from 'express';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { memoryAdapter, sse, type Channel, type ChannelAdapter, type CloseReason, type SseOptions, type SseStream } from '../../src/index';
+import { listen, sleep, type TestServer } from './server';
+
+export interface ChannelServer extends TestServer {
+  /** Every stream the route opened, in the order the requests came in. */
+  streams: SseStream[];
+  /** The socket of each of those streams, at the same index: to cut a connection from the server side. */
+  sockets: Socket[];
+  /** Each stream's close reason, once it closed. */
+  reasons: Map<SseStream, CloseReason>;
+}
+
+/** Serves `channel` on `/events`; heartbeats are off unless asked for, so that only events flow. */
+export async function serveChannel(channel: Channel, options: SseOptions = {}): Promise<ChannelServer> {
+  const streams: SseStream[] = [];
+  const sockets: Socket[] = [];
+  const reasons = new Map<SseStream, CloseReason>();
+  const app = express();
+  app.get('/events', sse({ heartbeat: false, ...options }), (req, res) => {
+    const stream = res.sse;
+    streams.push(stream);
+    sockets.push(req.socket);
+    stream.on('close', (reason) => reasons.set(stream, reason));
+    channel.subscribe(stream);
+  });
+  const srv = await listen(app);
+  return { ...srv, streams, sockets, reasons };
+}
+
+/** Polls `predicate` every 5 ms; fails with `what` after `timeout` ms. */
+export async function waitFor(what: string, predicate: () => boolean, timeout = 3000): Promise<void> {
+  const deadline = performance.now() + timeout;
+  while (!predicate()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** The ids of events as received, for comparing with an expected range. */
+export const idsOf = (events: ReadonlyArray<{ id: string | undefined }>): Array<string | undefined> => events.map((e) => e.id);
+
+/** `['from', …, 'to']` as strings: the ids the memory adapter assigns. */
+export const range = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+
+/**
+ * A memoryAdapter whose since() is async: it awaits `pause()` before answering, which opens the window
+ * in which live events race a reconnecting client's replay. The history is read before or after the wait.
+ */
+export function slowReplayAdapter(pause: () => Promise<void>, readHistory: 'before the wait' | 'after the wait'): ChannelAdapter {
+  const inner = memoryAdapter();
+  return {
+    attach: (deliver, history) => inner.attach(deliver, history),
+    append: (body, id) => inner.append(body, id),
+    close: () => inner.close(),
+    async since(lastEventId) {
+      const early = readHistory === 'before the wait' ? inner.since(lastEventId) : undefined;
+      await pause();
+      return readHistory === 'before the wait' ? early : inner.since(lastEventId);
+    },
+  };
+}
