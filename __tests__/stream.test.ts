@@ -203,11 +203,12 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
       expect(stats().open).toBe(1);
       await pending;
       await until(() => s.closed);
-      await sleep(20);
       expect(reasonsOf()).toEqual(['client']);
       expect(aborts).toBe(1);
       expect(stats().open).toBe(0);
-      expect(timers()).toBe(timersBefore);
+      // Timers of the client side may still be unwinding on a loaded machine; a leaked one never goes.
+      await until(() => timers() <= timersBefore);
+      expect(timers()).toBeLessThanOrEqual(timersBefore);
     });
   });
 
