@@ -15,7 +15,7 @@ import {
   type SseStream,
 } from '../src/index';
 import { collect, type Collected } from '../src/testing';
-import { idsOf, range, serveChannel, slowReplayAdapter, waitFor, type ChannelServer } from './helpers/channel';
+import { autoIds, idsOf, serveChannel, slowReplayAdapter, waitFor, type ChannelServer } from './helpers/channel';
 import { stalledClient } from './helpers/raw';
 import { sleep } from './helpers/server';
 
@@ -46,8 +46,11 @@ async function subscribe(channel: Channel, srv: ChannelServer, count = 1, lastEv
   return clients;
 }
 
-async function publishAll(channel: Channel, from: number, to: number): Promise<void> {
-  for (let n = from; n <= to; n++) await channel.publish({ data: { n } });
+/** Publishes `{ n }` for each n from `from` to `to`; resolves to the id of the last. */
+async function publishAll(channel: Channel, from: number, to: number): Promise<string> {
+  let id = '';
+  for (let n = from; n <= to; n++) id = await channel.publish({ data: { n } });
+  return id;
 }
 
 describe('Channel: publish and subscribe', () => {
@@ -62,13 +65,41 @@ describe('Channel: publish and subscribe', () => {
     }
   });
 
-  it('assigns ids 1, 2, 3… to events published without one, and resolves to the id', async () => {
+  it('assigns ids <prefix>-1, <prefix>-2, <prefix>-3… to events published without one, and resolves to the id', async () => {
     const { channel, srv } = await setup();
     const [client] = await subscribe(channel, srv);
     const ids = [await channel.publish({ data: 'a' }), await channel.publish({ data: 'b' }), await channel.publish({ data: 'c' })];
     await channel.close();
-    expect(ids).toEqual(['1', '2', '3']);
-    expect(idsOf((await client!).events)).toEqual(['1', '2', '3']);
+    const { range } = autoIds(ids[0]!);
+    expect(ids).toEqual(range(1, 3));
+    expect(idsOf((await client!).events)).toEqual(range(1, 3));
+  });
+
+  it('gives every channel its own id prefix, even channels created in the same millisecond', async () => {
+    const now = jest.spyOn(Date, 'now').mockReturnValue(Date.now());
+    cleanups.push(() => now.mockRestore());
+    const channels = Array.from({ length: 20 }, () => new Channel());
+    cleanups.push(() => Promise.all(channels.map((channel) => channel.close())));
+    // Each channel's first id: they can differ only in the prefix.
+    const ids = await Promise.all(channels.map((channel) => channel.publish({ data: 'a' })));
+    expect(new Set(ids).size).toBe(channels.length);
+  });
+
+  it('gives processes started in the same millisecond different id prefixes', async () => {
+    const now = jest.spyOn(Date, 'now').mockReturnValue(Date.now());
+    cleanups.push(() => now.mockRestore());
+    // A fresh copy of the module for each, as a new process would load it.
+    const adapterOfAnotherProcess = (): ChannelAdapter => {
+      let adapter: ChannelAdapter | undefined;
+      jest.isolateModules(() => {
+        adapter = (require('../src/adapter') as typeof import('../src/adapter')).memoryAdapter();
+      });
+      return adapter!;
+    };
+    const channels = [new Channel({ adapter: adapterOfAnotherProcess() }), new Channel({ adapter: adapterOfAnotherProcess() })];
+    cleanups.push(() => Promise.all(channels.map((channel) => channel.close())));
+    const [first, second] = await Promise.all(channels.map((channel) => channel.publish({ data: 'a' })));
+    expect(first).not.toBe(second);
   });
 
   it('keeps an id given by the publisher', async () => {
@@ -83,18 +114,18 @@ describe('Channel: publish and subscribe', () => {
   it('sends a named event with its name and multi-line data as the client should read it', async () => {
     const { channel, srv } = await setup();
     const [client] = await subscribe(channel, srv);
-    await channel.publish({ event: 'headline', data: 'line one\nline two' });
+    const { idOf } = autoIds(await channel.publish({ event: 'headline', data: 'line one\nline two' }));
     await channel.close();
-    expect((await client!).events).toMatchObject([{ event: 'headline', data: 'line one\nline two', id: '1' }]);
+    expect((await client!).events).toMatchObject([{ event: 'headline', data: 'line one\nline two', id: idOf(1) }]);
   });
 
   it('starts a subscriber without Last-Event-ID at the next live event', async () => {
     const { channel, srv } = await setup({ history: 10 });
-    await publishAll(channel, 1, 3);
+    const { idOf } = autoIds(await publishAll(channel, 1, 3));
     const [client] = await subscribe(channel, srv);
     await channel.publish({ data: 'live' });
     await channel.close();
-    expect((await client!).events).toMatchObject([{ id: '4', data: 'live' }]);
+    expect((await client!).events).toMatchObject([{ id: idOf(4), data: 'live' }]);
   });
 });
 
@@ -154,18 +185,18 @@ describe('Channel: invalid events', () => {
     const { channel, srv } = await setup({ history: 10 });
     const [client] = await subscribe(channel, srv);
     await expect(channel.publish(event as SseEvent)).rejects.toMatchObject({ code: 'ERR_SSE_INVALID_FIELD' });
-    // The next valid event is the first the client sees, and it takes id 1: the invalid one left no trace.
-    await channel.publish({ data: 'valid' });
+    // The next valid event is the first the client sees, and it takes the first id: the invalid one left no trace.
+    const { idOf } = autoIds(await channel.publish({ data: 'valid' }));
     await channel.close();
-    expect((await client!).events).toMatchObject([{ id: '1', data: 'valid' }]);
+    expect((await client!).events).toMatchObject([{ id: idOf(1), data: 'valid' }]);
   });
 });
 
 describe('Channel: Last-Event-ID replay', () => {
   it("replays every event after the client's last id, in order, then the live ones", async () => {
     const { channel, srv } = await setup({ history: 10 });
-    await publishAll(channel, 1, 5);
-    const [client] = await subscribe(channel, srv, 1, '2');
+    const { idOf, range } = autoIds(await publishAll(channel, 1, 5));
+    const [client] = await subscribe(channel, srv, 1, idOf(2));
     await publishAll(channel, 6, 7);
     await channel.close();
     const { events } = await client!;
@@ -175,28 +206,28 @@ describe('Channel: Last-Event-ID replay', () => {
 
   it('sends a client that missed nothing neither replay nor resync', async () => {
     const { channel, srv } = await setup({ history: 10 });
-    await publishAll(channel, 1, 5);
-    const [client] = await subscribe(channel, srv, 1, '5');
+    const { idOf } = autoIds(await publishAll(channel, 1, 5));
+    const [client] = await subscribe(channel, srv, 1, idOf(5));
     await channel.publish({ data: 'live' });
     await channel.close();
-    expect((await client!).events).toMatchObject([{ id: '6', data: 'live' }]);
+    expect((await client!).events).toMatchObject([{ id: idOf(6), data: 'live' }]);
   });
 
   it('replays all of up to `history` missed events', async () => {
     const { channel, srv } = await setup({ history: 3 });
-    await publishAll(channel, 1, 10);
-    const [client] = await subscribe(channel, srv, 1, '7');
+    const { idOf, range } = autoIds(await publishAll(channel, 1, 10));
+    const [client] = await subscribe(channel, srv, 1, idOf(7));
     await channel.close();
-    expect(idsOf((await client!).events)).toEqual(['8', '9', '10']);
+    expect(idsOf((await client!).events)).toEqual(range(8, 10));
   });
 
   it('replays a history larger than maxBufferedBytes at the pace the client reads, without dropping it', async () => {
     const { channel, srv } = await setup({ history: 200 }, { highWaterMark: 16 * 1024, maxBufferedBytes: 64 * 1024 });
     const payload = 'x'.repeat(8 * 1024);
-    await channel.publish({ data: 'seen' });
+    const { idOf, range } = autoIds(await channel.publish({ data: 'seen' }));
     // 1.6 MB behind the client: 25 times maxBufferedBytes.
     for (let n = 2; n <= 201; n++) await channel.publish({ data: payload });
-    const client = collect(`${srv.url}/events`, { count: 201, timeout: 10_000, headers: { 'Last-Event-ID': '1' } });
+    const client = collect(`${srv.url}/events`, { count: 201, timeout: 10_000, headers: { 'Last-Event-ID': idOf(1) } });
     await waitFor('the subscriber', () => channel.size === 1);
     await channel.publish({ data: 'live' });
     const { events } = await client;
@@ -216,12 +247,12 @@ describe('Channel: Last-Event-ID replay', () => {
       () => new Promise<void>((resolve) => session.close(resolve)),
       () => channel.close(),
     );
-    await channel.publish({ data: 'seen' });
+    const { idOf, range } = autoIds(await channel.publish({ data: 'seen' }));
     for (let n = 2; n <= 201; n++) await channel.publish({ data: 'x'.repeat(8 * 1024) });
 
     const ids: string[] = [];
     const parser = createParser({ onEvent: (event) => ids.push(event.id!) });
-    const stream = session.request({ ':path': '/events', 'last-event-id': '1' });
+    const stream = session.request({ ':path': '/events', 'last-event-id': idOf(1) });
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => parser.feed(chunk));
     await waitFor('the whole replay', () => ids.length === 200, 5000);
@@ -242,8 +273,8 @@ describe('Channel: Last-Event-ID replay', () => {
       async (readHistory) => {
         const { adapter, release } = slowAdapter(readHistory);
         const { channel, srv } = await setup({ history: 100, adapter });
-        await publishAll(channel, 1, 5);
-        const [client] = await subscribe(channel, srv, 1, '2');
+        const { idOf, range } = autoIds(await publishAll(channel, 1, 5));
+        const [client] = await subscribe(channel, srv, 1, idOf(2));
         await publishAll(channel, 6, 8);
         release();
         // Published while the replay is being written, and then well after it.
@@ -257,11 +288,26 @@ describe('Channel: Last-Event-ID replay', () => {
       },
     );
 
+    it('waits for a since() that answers with a thenable other than a native Promise', async () => {
+      const inner = memoryAdapter();
+      // What some store clients return: it has then(), but is no Promise.
+      const notAPromise = <T>(answer: () => T | PromiseLike<T>): PromiseLike<T> => ({
+        then: (onFulfilled, onRejected) => new Promise<T>((resolve) => setImmediate(() => resolve(answer()))).then(onFulfilled, onRejected),
+      });
+      const adapter: ChannelAdapter = { ...inner, since: (lastEventId) => notAPromise(() => inner.since(lastEventId)) };
+      const { channel, srv } = await setup({ history: 10, adapter });
+      const { idOf, range } = autoIds(await publishAll(channel, 1, 5));
+      const [client] = await subscribe(channel, srv, 1, idOf(2));
+      await publishAll(channel, 6, 7);
+      await channel.close();
+      expect(idsOf((await client!).events)).toEqual(range(3, 7));
+    });
+
     it('counts a subscriber whose replay is being fetched', async () => {
       const { adapter, release } = slowAdapter('after the wait');
       const { channel, srv } = await setup({ history: 10, adapter });
-      await publishAll(channel, 1, 2);
-      await subscribe(channel, srv, 1, '1');
+      const { idOf } = autoIds(await publishAll(channel, 1, 2));
+      await subscribe(channel, srv, 1, idOf(1));
       expect(channel.size).toBe(1);
       release();
     });
@@ -282,29 +328,42 @@ describe('Channel: resync', () => {
 
   it('sends an id the history never held one resync event first, without id, then the live events', async () => {
     const { channel, srv } = await setup({ history: 10 });
-    await publishAll(channel, 1, 3);
+    const { idOf } = autoIds(await publishAll(channel, 1, 3));
     const [client] = await subscribe(channel, srv, 1, 'never-sent');
     await channel.publish({ data: 'live' });
     await channel.close();
     const { events } = await client!;
-    expect(events).toMatchObject([resync('resync', 'never-sent'), { id: '4', data: 'live' }]);
+    expect(events).toMatchObject([resync('resync', 'never-sent'), { id: idOf(4), data: 'live' }]);
     expect(events[0]!.id).toBeUndefined();
+  });
+
+  it('a restarted channel sends resync for an id from before the restart, even when it has published as many events', async () => {
+    const before = await setup({ history: 10 });
+    const lastSeen = await publishAll(before.channel, 1, 3);
+    await before.channel.close();
+    await before.srv.close();
+    const { channel, srv } = await setup({ history: 10 });
+    const { idOf } = autoIds(await publishAll(channel, 1, 5));
+    const [client] = await subscribe(channel, srv, 1, lastSeen);
+    await channel.publish({ data: 'live' });
+    await channel.close();
+    expect((await client!).events).toMatchObject([resync('resync', lastSeen), { id: idOf(6), data: 'live' }]);
   });
 
   it('sends a resync to an id that fell out of the bounded history', async () => {
     const { channel, srv } = await setup({ history: 3 });
-    await publishAll(channel, 1, 10);
-    const [client] = await subscribe(channel, srv, 1, '6');
+    const { idOf } = autoIds(await publishAll(channel, 1, 10));
+    const [client] = await subscribe(channel, srv, 1, idOf(6));
     await channel.close();
-    expect((await client!).events).toMatchObject([resync('resync', '6')]);
+    expect((await client!).events).toMatchObject([resync('resync', idOf(6))]);
   });
 
   it('sends a resync on reconnect when the channel keeps no history', async () => {
     const { channel, srv } = await setup();
-    await publishAll(channel, 1, 3);
-    const [client] = await subscribe(channel, srv, 1, '2');
+    const { idOf } = autoIds(await publishAll(channel, 1, 3));
+    const [client] = await subscribe(channel, srv, 1, idOf(2));
     await channel.close();
-    expect((await client!).events).toMatchObject([resync('resync', '2')]);
+    expect((await client!).events).toMatchObject([resync('resync', idOf(2))]);
   });
 
   it('uses a custom resyncEvent name', async () => {
@@ -317,9 +376,9 @@ describe('Channel: resync', () => {
   it('sends no resync with resyncEvent: false, only the live events', async () => {
     const { channel, srv } = await setup({ history: 10, resyncEvent: false });
     const [client] = await subscribe(channel, srv, 1, '99');
-    await channel.publish({ data: 'live' });
+    const { idOf } = autoIds(await channel.publish({ data: 'live' }));
     await channel.close();
-    expect((await client!).events).toMatchObject([{ id: '1', data: 'live' }]);
+    expect((await client!).events).toMatchObject([{ id: idOf(1), data: 'live' }]);
   });
 });
 
@@ -343,6 +402,7 @@ describe('Channel: a subscriber that stops reading', () => {
   let fast: Collected[];
   let slowestPublish = 0;
   let published = 0;
+  let lastId = '';
   let sizeAfterDrop = 0;
 
   // One scenario, several observations: two clients read, one stalls, and the publisher keeps going.
@@ -363,7 +423,7 @@ describe('Channel: a subscriber that stops reading', () => {
       await sleep(1);
     }
     sizeAfterDrop = channel.size;
-    await channel.publish({ data: 'after the drop' });
+    lastId = await channel.publish({ data: 'after the drop' });
     published++;
     await channel.close();
     fast = await Promise.all(readers);
@@ -390,7 +450,7 @@ describe('Channel: a subscriber that stops reading', () => {
 
   it('keeps every other subscriber receiving every event, in order', () => {
     for (const client of fast) {
-      expect(idsOf(client.events)).toEqual(range(1, published));
+      expect(idsOf(client.events)).toEqual(autoIds(lastId).range(1, published));
       expect(client.events.at(-1)!.data).toBe('after the drop');
     }
   });
@@ -405,10 +465,10 @@ describe('Channel: a reconnecting subscriber that stops reading during its repla
       { highWaterMark: 16 * 1024, maxBufferedBytes, logger: (reason, details) => reason === 'slow-consumer' && logged.push(details) },
     );
     const chunk = 'x'.repeat(16 * 1024);
-    await channel.publish({ data: 'seen' });
+    const { idOf } = autoIds(await channel.publish({ data: 'seen' }));
     // 12.8 MB behind: more than the kernel's socket buffers take, so the replay has to wait for the client.
     for (let n = 2; n <= 801; n++) await channel.publish({ data: chunk });
-    const request = http.get(`${srv.url}/events`, { headers: { 'Last-Event-ID': '1' } }, (res) => res.pause());
+    const request = http.get(`${srv.url}/events`, { headers: { 'Last-Event-ID': idOf(1) } }, (res) => res.pause());
     request.on('error', () => {});
     cleanups.push(() => request.destroy());
     await waitFor('the subscriber', () => channel.size === 1);

@@ -88,7 +88,7 @@ function cycle(port: number, random: Random, tally: Tally): Promise<void> {
   if (exit === 'timed') setTimeout(() => socket.destroy(), delay);
   socket.on('data', (chunk: Buffer) => {
     if (received === 0) {
-      const id = /\nid: (\d+)\n/.exec(chunk.toString('latin1'));
+      const id = /\nid: ([^\n]+)\n/.exec(chunk.toString('latin1'));
       if (id !== null) tally.newestId = id[1]!;
     }
     const first = received === 0;
@@ -122,7 +122,7 @@ export async function run(mode: Mode, part: Part): Promise<void> {
   const server = await spawnServer('churn');
   try {
     const random = new Random(0x5ee);
-    const tally: Tally = { exits: { 'before-response': 0, 'at-first-byte': 0, 'mid-event': 0, timed: 0, reset: 0, 'half-close': 0 }, halfCloseHung: 0, newestId: '1' };
+    const tally: Tally = { exits: { 'before-response': 0, 'at-first-byte': 0, 'mid-event': 0, timed: 0, reset: 0, 'half-close': 0 }, halfCloseHung: 0, newestId: 'none seen yet' };
     await server.call('resume');
     // Warm up first: JIT code, lazily built Express state and pools belong to the baseline, not to growth.
     await inBatches(warmup, concurrency, () => cycle(server.port, random, tally));

@@ -87,7 +87,7 @@ function mismatch(got: ClientEvent | undefined, want: Expected, anyId = false): 
   if (got === undefined) return 'no event';
   if (got.event !== want.event) return `event ${JSON.stringify(got.event)} != ${JSON.stringify(want.event)}`;
   if (got.data !== want.data) return `data differs (${got.data.length} vs ${want.data.length} chars)`;
-  if (anyId ? !/^\d+$/.test(got.id ?? '') : got.id !== want.id) return `id ${JSON.stringify(got.id)} != ${JSON.stringify(want.id)}`;
+  if (anyId ? !/^[0-9a-z]+-\d+$/.test(got.id ?? '') : got.id !== want.id) return `id ${JSON.stringify(got.id)} != ${JSON.stringify(want.id)}`;
   return undefined;
 }
 
@@ -146,7 +146,8 @@ export const serve: Serve = async ({ server }) => {
   // Last-Event-ID: the replay (or the resync event), then an 'end' event, then the end. The memory
   // adapter replays within subscribe() while the replay stays under highWaterMark, as these few KB do.
   const channel = new Channel({ history: HISTORY });
-  for (let i = 1; i <= PUBLISHED; i++) await channel.publish({ data: `event ${i}` });
+  const ids: string[] = [];
+  for (let i = 1; i <= PUBLISHED; i++) ids.push(await channel.publish({ data: `event ${i}` }));
   app.get('/replay', sse({ heartbeat: false }), (_req, res) => {
     channel.subscribe(res.sse);
     res.sse.send({ event: 'end', data: '' });
@@ -154,7 +155,7 @@ export const serve: Serve = async ({ server }) => {
   });
 
   server.on('request', app);
-  return {};
+  return { ids: () => ids };
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -258,15 +259,16 @@ function seenByServer(header: string | string[]): string {
   return (Array.isArray(header) ? header.map((h) => h.trim()).join(', ') : header).replace(/^[ \t]+|[ \t]+$/g, '');
 }
 
-function judge(header: string | string[], outcome: Outcome): string | undefined {
+/** `ids` are those of the published events, in order. */
+function judge(header: string | string[], outcome: Outcome, ids: string[]): string | undefined {
   if (outcome.failure !== undefined) return outcome.failure;
   const value = seenByServer(header);
-  const kept = Number(value);
+  const kept = ids.indexOf(value);
   // Resumable when the events it missed are all still kept.
-  const inHistory = /^[1-9]\d*$/.test(value) && kept <= PUBLISHED && PUBLISHED - kept <= HISTORY;
+  const inHistory = kept >= 0 && ids.length - 1 - kept <= HISTORY;
   if (value === '') return outcome.replayed.length === 0 && outcome.resync === undefined ? undefined : 'an empty id replayed or resynced';
   if (inHistory) {
-    const want = Array.from({ length: PUBLISHED - kept }, (_, i) => String(kept + 1 + i)).join();
+    const want = ids.slice(kept + 1).join();
     return outcome.resync === undefined && outcome.replayed.join() === want ? undefined : `replayed ${outcome.replayed.length} events after ${value}`;
   }
   if (outcome.replayed.length > 0) return `replayed ${outcome.replayed.length} events for an id not in the history`;
@@ -301,14 +303,20 @@ export async function run(mode: Mode, part: Part): Promise<void> {
 
     const random = new Random(seed + 2);
     const samples = scale(mode, 2000, 500);
+    const ids = await server.call<string[]>('ids');
+    // The n-th id the channel assigns (`<prefix>-<n>`), also past the newest.
+    const idOf = (n: number | string): string => ids[0]!.replace(/\d+$/, String(n));
+    // Each bare, as a client of the process before a restart sends it (a resync), and as one of this channel's ids.
+    const numbers = ['1', '99', '100', '101', '150', ' 150\t', '199', '200', '201', '0', '-150', '0150', '150.0', '1e2', '150 151'];
     const headers: Array<string | string[]> = [
-      '', ' ', '1', '99', '100', '101', '150', ' 150\t', '199', '200', '201', '0', '-150', '0150', '150.0', '1e2', '150 151',
-      '__proto__', 'constructor', 'toString', ['150', '160'], 'é', '\xff'.repeat(100),
+      ...numbers,
+      ...numbers.map((n) => n.replace(/\S+/g, (word) => idOf(word))),
+      '', ' ', '__proto__', 'constructor', 'toString', ['150', '160'], [idOf(150), idOf(160)], 'é', '\xff'.repeat(100),
       // Just under Node's 16 KB header limit, with the request line and other headers.
       'x'.repeat(16_000), 'x'.repeat(16_250),
     ];
     for (let i = 0; i < samples; i++) {
-      if (random.chance(0.3)) headers.push(String(1 + random.int(PUBLISHED + 20)));
+      if (random.chance(0.3)) headers.push(idOf(1 + random.int(PUBLISHED + 20)));
       else headers.push(headerValue(random, 1 + random.int(random.chance(0.1) ? 15_000 : 64)));
     }
     started = Date.now();
@@ -320,7 +328,7 @@ export async function run(mode: Mode, part: Part): Promise<void> {
       const outcome = await resume(server.url, header);
       if (outcome.resync !== undefined) resynced++;
       if (outcome.replayed.length > 0) replays++;
-      const wrong = outcome.status === 200 ? judge(header, outcome) : `status ${outcome.status}`;
+      const wrong = outcome.status === 200 ? judge(header, outcome, ids) : `status ${outcome.status}`;
       if (wrong !== undefined) failures.push(`${JSON.stringify(String(header).slice(0, 40))}: ${wrong}`);
     });
     part.figure('Last-Event-ID', `${headers.length} values (up to 15000 bytes, Latin-1, padded with whitespace) in ${((Date.now() - started) / 1000).toFixed(1)} s: ${replays} replays, ${resynced} resyncs`);
@@ -332,10 +340,10 @@ export async function run(mode: Mode, part: Part): Promise<void> {
     for (const length of [16_384, 17_000, 64 * KB, 1024 * KB]) {
       refusals.push(await resume(server.url, 'x'.repeat(length)).then(({ status }) => String(status), (error: NodeJS.ErrnoException) => error.code ?? String(error)));
     }
-    const served = await resume(server.url, '150');
+    const served = await resume(server.url, idOf(150));
     part.check(
       'oversized Last-Event-ID headers are refused (431, or the socket closed), and the server serves on',
-      refusals.every((refusal) => ['431', 'ECONNRESET', 'EPIPE'].includes(refusal)) && judge('150', served) === undefined,
+      refusals.every((refusal) => ['431', 'ECONNRESET', 'EPIPE'].includes(refusal)) && judge(idOf(150), served, ids) === undefined,
       refusals.join(', '),
     );
 

@@ -1,4 +1,5 @@
 // The seam between a Channel and where its events live: in this process, or shared by many (Redis).
+import { randomInt } from 'node:crypto';
 
 /** One stored event: its id and its serialized body (every field but `id:`, ending in the blank line). */
 export interface StoredEvent {
@@ -23,15 +24,32 @@ export interface ChannelAdapter {
    * The events after `lastEventId`, oldest first: `[]` when it is the newest, `undefined` when it is
    * not (or no longer) in the retained history.
    */
-  since(lastEventId: string): StoredEvent[] | undefined | Promise<StoredEvent[] | undefined>;
+  since(lastEventId: string): StoredEvent[] | undefined | PromiseLike<StoredEvent[] | undefined>;
   /** Stops delivering and releases connections. */
   close(): void | Promise<void>;
 }
 
-/** The default adapter: this process only, ids `1`, `2`, `3`…, the last `history` events kept for replay. */
+// The start time of the newest memoryAdapter() in this process.
+let lastStart = 0;
+
+function idPrefix(): string {
+  // Adapters created in the same millisecond take the next ones: no two in a process share a prefix.
+  lastStart = Math.max(Date.now(), lastStart + 1);
+  // Processes started in the same millisecond (the workers of one deploy) differ in the random part.
+  return lastStart.toString(36) + randomInt(36 ** 4).toString(36).padStart(4, '0');
+}
+
+/**
+ * The default adapter: this process only, the last `history` events kept for replay. Assigned ids
+ * are `<prefix>-1`, `<prefix>-2`…, the prefix being this adapter's own: its start time in base 36
+ * and four random characters (`mi5c8t0gk3x9-1`).
+ */
 export function memoryAdapter(): ChannelAdapter {
   let deliver: (event: StoredEvent) => void = () => {};
   let history = 0;
+  // Counting restarts with the process: without the prefix, a client reconnecting after a restart
+  // with `Last-Event-ID: 57` would be replayed what followed the new 57th event, not sent a resync.
+  const prefix = idPrefix();
   let seq = 0;
   const kept: StoredEvent[] = [];
   // The newest id is known even with no history, so a client that missed nothing gets no resync.
@@ -42,7 +60,7 @@ export function memoryAdapter(): ChannelAdapter {
       history = size;
     },
     append(body, id) {
-      const event = { id: id ?? String(++seq), body };
+      const event = { id: id ?? `${prefix}-${++seq}`, body };
       newest = event.id;
       if (history > 0) {
         kept.push(event);

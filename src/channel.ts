@@ -30,6 +30,11 @@ async function drained(s: Subscriber): Promise<boolean> {
   return !s.closed;
 }
 
+// A custom adapter may answer with its store client's own promise type rather than a native Promise.
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
+}
+
 function frameOf(event: StoredEvent): SharedFrame {
   return sharedFrame(`id: ${event.id}\n${event.body}`);
 }
@@ -87,13 +92,14 @@ export class Channel<M extends EventMap = AnyEvents> {
       return;
     }
     const missed = this.#adapter.since(last);
-    if (!(missed instanceof Promise)) {
+    if (!isThenable(missed)) {
       void this.#catchUp(s, last, missed, { events: [], bytes: 0 });
       return;
     }
     const waiting: Joining = { events: [], bytes: 0 };
     this.#joining.set(s, waiting);
-    missed.then(
+    // Holds a foreign thenable to the promise rules: one outcome, and a throw in its then() rejects.
+    Promise.resolve(missed).then(
       (events) => {
         if (this.#joining.has(s)) void this.#catchUp(s, last, events, waiting);
       },

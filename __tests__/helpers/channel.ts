@@ -44,8 +44,13 @@ export async function waitFor(what: string, predicate: () => boolean, timeout = 
 /** The ids of events as received, for comparing with an expected range. */
 export const idsOf = (events: ReadonlyArray<{ id: string | undefined }>): Array<string | undefined> => events.map((e) => e.id);
 
-/** `['from', …, 'to']` as strings: the ids the memory adapter assigns. */
-export const range = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+/** The ids a memory adapter assigns (`<prefix>-<n>`): `idOf(n)` and `range(from, to)`, with the prefix of `sample`, any one of them. */
+export function autoIds(sample: string): { idOf: (n: number) => string; range: (from: number, to: number) => string[] } {
+  const prefix = /^([0-9a-z]+-)\d+$/.exec(sample)?.[1];
+  if (prefix === undefined) throw new Error(`${JSON.stringify(sample)} is not an id a memory adapter assigns`);
+  const idOf = (n: number): string => `${prefix}${n}`;
+  return { idOf, range: (from, to) => Array.from({ length: to - from + 1 }, (_, i) => idOf(from + i)) };
+}
 
 /**
  * A memoryAdapter whose since() is async: it awaits `pause()` before answering, which opens the window
