@@ -1,4 +1,5 @@
 // Builds dist/cjs and dist/esm with declarations; each folder says which module format its .js files are.
+// The doctor command runs from the CommonJS build only (package.json "bin"), so dist/esm leaves it out.
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
