@@ -15,9 +15,9 @@ import {
   type SseStream,
 } from '../src/index';
 import { collect, type Collected } from '../src/testing';
-import { autoIds, idsOf, serveChannel, slowReplayAdapter, waitFor, type ChannelServer } from './helpers/channel';
+import { autoIds, idsOf, serveChannel, slowReplayAdapter, type ChannelServer } from './helpers/channel';
 import { stalledClient } from './helpers/raw';
-import { sleep } from './helpers/server';
+import { sleep, waitFor } from './helpers/server';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {

@@ -5,7 +5,7 @@ import { sse, type SseStream } from '../src/index';
 import { collect, type Collected } from '../src/testing';
 import { expressVersions } from './helpers/express';
 import { stalledClient } from './helpers/raw';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 const BROWSER = 'gzip, deflate, br';
 
@@ -110,7 +110,8 @@ describe.each(expressVersions)('compression guard (%s)', (_name, express) => {
   it('measures backpressure on the socket behind compression: a client that stops reading is dropped', async () => {
     const client = await stalledClient(srv.port, '/slow');
     try {
-      const stream = await waitFor(() => lastStream);
+      await waitFor('the stream', () => lastStream !== undefined, 2000);
+      const stream = lastStream!;
       const reasons: string[] = [];
       stream.on('close', (reason) => reasons.push(reason));
       // Incompressible payload, so the compressed bytes really pile up in the socket.
@@ -136,13 +137,3 @@ describe.each(expressVersions)('compression guard (%s)', (_name, express) => {
     }
   });
 });
-
-async function waitFor<T>(get: () => T | undefined, ms = 2000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const value = get();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await sleep(5);
-  }
-}

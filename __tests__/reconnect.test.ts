@@ -2,8 +2,8 @@
 // back on its own with Last-Event-ID, and the history fills the gap.
 import { EventSource } from 'eventsource';
 import { Channel, type ChannelAdapter } from '../src/index';
-import { autoIds, serveChannel, slowReplayAdapter, waitFor, type ChannelServer } from './helpers/channel';
-import { sleep } from './helpers/server';
+import { autoIds, serveChannel, slowReplayAdapter, type ChannelServer } from './helpers/channel';
+import { sleep, waitFor } from './helpers/server';
 
 // Short, so that a reconnect takes tens of ms rather than the client's default of seconds.
 const retry = 50;

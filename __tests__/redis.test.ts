@@ -11,8 +11,8 @@ import { createClient } from 'redis';
 import { Channel, SseGuardError, sse } from '../src/index';
 import { redisAdapter, type RedisAdapterOptions } from '../src/redis';
 import { describeWithBinary } from './helpers/binaries';
-import { serveChannel, waitFor, type ChannelServer } from './helpers/channel';
-import { listen, sleep } from './helpers/server';
+import { serveChannel, type ChannelServer } from './helpers/channel';
+import { listen, sleep, waitFor } from './helpers/server';
 
 async function freePort(): Promise<number> {
   const probe = net.createServer();

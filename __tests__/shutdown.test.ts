@@ -4,9 +4,8 @@ import { performance } from 'node:perf_hooks';
 import request from 'supertest';
 import { shutdown, sse, stats } from '../src/index';
 import { collect, type Collected } from '../src/testing';
-import { waitFor } from './helpers/channel';
 import { stalledClient } from './helpers/raw';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 const STREAMS = 200;
 const graceMs = 2000;

@@ -3,9 +3,8 @@ import express, { type ErrorRequestHandler } from 'express';
 import request from 'supertest';
 import { sse, stats, type CloseReason, type GuardReason, type SseStream } from '../src/index';
 import { collect } from '../src/testing';
-import { waitFor } from './helpers/channel';
 import { stalledClient } from './helpers/raw';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 describe('stats()', () => {
   const highWaterMark = 64 * 1024;

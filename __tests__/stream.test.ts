@@ -3,17 +3,10 @@ import { sse, stats, SseGuardError, type CloseReason, type SseStream } from '../
 import { collect } from '../src/testing';
 import { expressVersions } from './helpers/express';
 import { stalledClient } from './helpers/raw';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 const timers = (): number => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length;
 
-async function until(check: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 
 describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
   let srv: TestServer;
@@ -90,21 +83,21 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
 
   it('reads lastEventId from the Last-Event-ID header', async () => {
     const pending = collect(`${srv.url}/open`, { timeout: 300, headers: { 'last-event-id': '42' } });
-    await until(() => latest !== undefined);
+    await waitFor('the stream', () => latest !== undefined, 2000);
     expect(latest!.lastEventId).toBe('42');
     await pending;
   });
 
   it('treats an empty Last-Event-ID as none', async () => {
     const pending = collect(`${srv.url}/open`, { timeout: 300, headers: { 'last-event-id': '' } });
-    await until(() => latest !== undefined);
+    await waitFor('the stream', () => latest !== undefined, 2000);
     expect(latest!.lastEventId).toBeUndefined();
     await pending;
   });
 
   it('after close: closed is true, the signal is aborted, and writes are no-ops returning false', async () => {
     const pending = collect(`${srv.url}/open`, { timeout: 2000 });
-    await until(() => latest !== undefined);
+    await waitFor('the stream', () => latest !== undefined, 2000);
     const s = latest!;
     expect(s.closed).toBe(false);
     s.close();
@@ -123,7 +116,7 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
 
   it('a close listener added after close is still told the reason, once', async () => {
     const pending = collect(`${srv.url}/open`, { timeout: 2000 });
-    await until(() => latest !== undefined);
+    await waitFor('the stream', () => latest !== undefined, 2000);
     latest!.close();
     const late = await new Promise<CloseReason>((resolve) => latest!.on('close', resolve));
     expect(late).toBe('server');
@@ -140,7 +133,7 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
 
   it('rejects an invalid field with ERR_SSE_INVALID_FIELD and leaves the stream usable', async () => {
     const pending = collect(`${srv.url}/open`, { count: 1, timeout: 2000 });
-    await until(() => latest !== undefined);
+    await waitFor('the stream', () => latest !== undefined, 2000);
     expect(() => latest!.send({ event: 'a\nid: 9', data: 'x' })).toThrow(SseGuardError);
     expect(() => latest!.retry(-1)).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_FIELD' }));
     latest!.send('valid');
@@ -180,7 +173,7 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
 
     it('stays quiet while events flow', async () => {
       const pending = collect(`${srv.url}/beat`, { timeout: 500 });
-      await until(() => latest !== undefined);
+      await waitFor('the stream', () => latest !== undefined, 2000);
       const s = latest!;
       for (let i = 0; i < 9; i++) {
         s.send(String(i));
@@ -196,18 +189,18 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
     it('aborts the signal, fires close once with client, and leaves no timer or stream behind', async () => {
       const timersBefore = timers();
       const pending = collect(`${srv.url}/beat`, { timeout: 150 });
-      await until(() => latest !== undefined);
+      await waitFor('the stream', () => latest !== undefined, 2000);
       const s = latest!;
       let aborts = 0;
       s.signal.addEventListener('abort', () => aborts++);
       expect(stats().open).toBe(1);
       await pending;
-      await until(() => s.closed);
+      await waitFor('the close', () => s.closed, 2000);
       expect(reasonsOf()).toEqual(['client']);
       expect(aborts).toBe(1);
       expect(stats().open).toBe(0);
       // Timers of the client side may still be unwinding on a loaded machine; a leaked one never goes.
-      await until(() => timers() <= timersBefore);
+      await waitFor('the timers to unwind', () => timers() <= timersBefore, 2000);
       expect(timers()).toBeLessThanOrEqual(timersBefore);
     });
   });
@@ -217,7 +210,7 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
       const client = await stalledClient(srv.port, '/slow');
       const dropsBefore = stats().slowConsumerDrops;
       try {
-        await until(() => latest !== undefined);
+        await waitFor('the stream', () => latest !== undefined, 2000);
         const s = latest!;
         const chunk = 'x'.repeat(8192);
         // Fill the kernel's buffers too, until the backlog stays in the process.
@@ -236,7 +229,7 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
         await sleep(50);
         expect(ready).toBe(false);
         client.resume();
-        await until(() => ready);
+        await waitFor('ready()', () => ready, 2000);
         client.socket.pause();
 
         let maxBuffered = 0;

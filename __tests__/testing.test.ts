@@ -5,8 +5,7 @@ import { performance } from 'node:perf_hooks';
 import request from 'supertest';
 import { sse, type CloseReason, type SseStream } from '../src/index';
 import { collect, type Collected, type CollectOptions } from '../src/testing';
-import { waitFor } from './helpers/channel';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 let srv: TestServer;
 const reasons: CloseReason[] = [];

@@ -1,10 +1,9 @@
-// A real server whose /events route subscribes every request to one Channel, and the waits that
-// tests need before publishing (a client is subscribed only once its request reached the server).
+// A real server whose /events route subscribes every request to one Channel, and the ids and
+// adapters channel tests compare against.
 import express from 'express';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { memoryAdapter, sse, type Channel, type ChannelAdapter, type CloseReason, type SseOptions, type SseStream } from '../../src/index';
-import { listen, sleep, type TestServer } from './server';
+import { listen, type TestServer } from './server';
 
 export interface ChannelServer extends TestServer {
   /** Every stream the route opened, in the order the requests came in. */
@@ -30,15 +29,6 @@ export async function serveChannel(channel: Channel, options: SseOptions = {}): 
   });
   const srv = await listen(app);
   return { ...srv, streams, sockets, reasons };
-}
-
-/** Polls `predicate` every 5 ms; fails with `what` after `timeout` ms. */
-export async function waitFor(what: string, predicate: () => boolean, timeout = 3000): Promise<void> {
-  const deadline = performance.now() + timeout;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 /** The ids of events as received, for comparing with an expected range. */

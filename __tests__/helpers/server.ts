@@ -1,6 +1,7 @@
 // Real servers for tests: bound to 127.0.0.1 on a free port, and closed with every connection.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 
 export interface TestServer {
   server: http.Server;
@@ -28,3 +29,12 @@ export async function listen(handler: http.RequestListener, options: http.Server
 
 /** Resolves after `ms`; the timer is cleared when it fires, so nothing outlives the test. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `predicate` every 5 ms; fails with `what` after `timeout` ms. */
+export async function waitFor(what: string, predicate: () => boolean, timeout = 3000): Promise<void> {
+  const deadline = performance.now() + timeout;
+  while (!predicate()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
