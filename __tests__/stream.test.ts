@@ -50,6 +50,11 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
     const logger = (reason: string) => log.push(reason);
     app.get('/resolves', sse(async (stream) => void stream.send('done'), { logger }));
     app.get('/rejects', sse(async () => Promise.reject(new Error('boom')), { logger }));
+    // Promises of other makes: one that settles, and one whose then() throws.
+    app.get('/thenable', sse((stream) => ({ then: (done: () => void) => (stream.send('done'), done()) }), { logger }));
+    app.get('/thenable-throws', sse(() => ({ then: () => {
+      throw new Error('then boom');
+    } }), { logger }));
     app.get('/throws', sse(() => {
       throw new Error('sync boom');
     }, { logger }));
@@ -149,7 +154,14 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
       expect(result.events.map((e) => e.data)).toEqual(['done']);
     });
 
-    it.each(['/rejects', '/throws'])('%s: closes the stream and reports handler-error to the logger, never to next(err)', async (path) => {
+    it('closes the stream when a returned thenable of another make settles', async () => {
+      const result = await collect(`${srv.url}/thenable`, { timeout: 2000 });
+      expect(result.ended).toBe(true);
+      expect(result.events.map((e) => e.data)).toEqual(['done']);
+      expect(log).toEqual([]);
+    });
+
+    it.each(['/rejects', '/throws', '/thenable-throws'])('%s: closes the stream and reports handler-error to the logger, never to next(err)', async (path) => {
       const result = await collect(srv.url + path, { timeout: 2000 });
       expect(result.status).toBe(200);
       expect(result.ended).toBe(true);

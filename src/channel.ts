@@ -3,6 +3,7 @@ import { memoryAdapter, type ChannelAdapter, type StoredEvent } from './adapter.
 import { SseGuardError } from './errors.js';
 import { serializeBody, serializeEvent, serializeId } from './serialize.js';
 import { checkBuffered, closeWith, sharedFrame, writeFrame, type SharedFrame, type SseStream } from './stream.js';
+import { isThenable } from './thenable.js';
 import type { AnyEvents, EventMap, EventOf, SseEvent } from './types.js';
 
 export interface ChannelOptions {
@@ -28,11 +29,6 @@ interface Joining {
 async function drained(s: Subscriber): Promise<boolean> {
   await s.ready();
   return !s.closed;
-}
-
-// A custom adapter may answer with its store client's own promise type rather than a native Promise.
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
 }
 
 function frameOf(event: StoredEvent): SharedFrame {

@@ -7,6 +7,7 @@ import { startProbe } from './probe.js';
 import { counters, registry } from './registry.js';
 import { serializeRetry } from './serialize.js';
 import { closeWith, SseStream, writeFrame, type StreamSettings } from './stream.js';
+import { isThenable } from './thenable.js';
 import type { AnyEvents, EventMap, SseHandler, SseOptions } from './types.js';
 
 /** What sse() returns: an Express (or plain node:http) request handler. */
@@ -135,8 +136,6 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
       fail(error);
       return;
     }
-    if (result instanceof Promise || (typeof result === 'object' && result !== null && typeof (result as PromiseLike<unknown>).then === 'function')) {
-      (result as PromiseLike<unknown>).then(() => stream.close(), fail);
-    }
+    if (isThenable(result)) Promise.resolve(result).then(() => stream.close(), fail);
   };
 }
