@@ -92,7 +92,7 @@ describe('Channel: publish and subscribe', () => {
     const adapterOfAnotherProcess = (): ChannelAdapter => {
       let adapter: ChannelAdapter | undefined;
       jest.isolateModules(() => {
-        adapter = (require('../src/adapter') as typeof import('../src/adapter')).memoryAdapter();
+        adapter = (require('../src/fanout/adapter') as typeof import('../src/fanout/adapter')).memoryAdapter();
       });
       return adapter!;
     };

@@ -1,6 +1,6 @@
 // The doctor's judgement, without a network: samples in, verdicts and findings out.
-import { diagnose, deliveryOf, needsControl, type Diagnosis } from '../src/diagnose';
-import type { Arrival, Sample } from '../src/doctor';
+import { diagnose, deliveryOf, needsControl, type Diagnosis } from '../src/doctor/diagnose';
+import type { Arrival, Sample } from '../src/doctor/doctor';
 
 const HEALTHY_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',

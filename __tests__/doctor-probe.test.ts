@@ -2,7 +2,7 @@
 import http from 'node:http';
 import express from 'express';
 import { sse, SseGuardError, type CloseReason } from '../src/index';
-import { parseProbe, probeComment, PROBE_HEADER, startProbe } from '../src/probe';
+import { parseProbe, probeComment, PROBE_HEADER, startProbe } from '../src/guards/probe';
 import { listen, sleep, type TestServer } from './helpers/server';
 
 describe('probe comments', () => {

@@ -6,12 +6,12 @@ import path from 'node:path';
 import compression from 'compression';
 import timeout from 'connect-timeout';
 import express from 'express';
-import { diagnose, type Culprit, type Diagnosis } from '../src/diagnose';
-import { doctor, type DoctorResult } from '../src/doctor';
+import { diagnose, type Culprit, type Diagnosis } from '../src/doctor/diagnose';
+import { doctor, type DoctorResult } from '../src/doctor/doctor';
 import { listen, type TestServer } from './helpers/server';
 import { guardedSse, naiveSse } from './helpers/streams';
 
-const CLI = path.join(__dirname, '..', 'dist', 'cjs', 'cli.js');
+const CLI = path.join(__dirname, '..', 'dist', 'cjs', 'doctor', 'cli.js');
 
 let server: TestServer;
 

@@ -41,11 +41,8 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'ut
 const tsc = require.resolve('typescript/bin/tsc');
 const FORMATS = ['cjs', 'esm'] as const;
 type Format = (typeof FORMATS)[number];
-const EXTENSION: Record<Format, string> = { esm: 'mts', cjs: 'cts' };
 
-// sse-guard/redis is built from src/redis.ts; until that module exists there is nothing to check.
-const hasRedis = fs.existsSync(path.join(root, 'src', 'redis.ts'));
-const entries = ['sse-guard', 'sse-guard/testing', ...(hasRedis ? ['sse-guard/redis'] : [])];
+const entries = ['sse-guard', 'sse-guard/testing', 'sse-guard/redis'];
 
 // Both formats, in one process: `require` takes the "require" condition, `import()` the "import" one.
 const CHECK_MJS = `
@@ -85,6 +82,47 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
     server.close();
   }
 }
+
+// Both builds in one process, as when an app imports the package and a dependency requires it:
+// one class per name, a stream opened by one build fed by a Channel of the other and ended by its shutdown().
+{
+  const cjs = require('sse-guard');
+  const esm = await import('sse-guard');
+  const same = Object.keys(cjs).filter((name) => cjs[name] === esm[name]).sort();
+  const caught = (() => { try { esm.sse({ heartbeat: -1 }); } catch (error) { return error; } })();
+  const channel = new cjs.Channel({ history: 5 });
+  const app = express();
+  app.get('/events', esm.sse({ heartbeat: false }), (req, res) => channel.subscribe(res.sse));
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = 'http://127.0.0.1:' + server.address().port + '/events';
+  const { collect } = await import('sse-guard/testing');
+  const got = collect(url, { count: 2, timeout: 5000 });
+  const deadline = Date.now() + 5000;
+  const until = async (done) => { while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5)); };
+  await until(() => channel.size === 1);
+  await channel.publish({ data: 'one' });
+  await channel.publish({ data: 'two' });
+  const events = (await got).events.map((e) => e.data);
+  await until(() => cjs.stats().open === 0);
+  const reconnect = collect(url, { count: 1, timeout: 5000 });
+  await until(() => cjs.stats().open === 1);
+  const openBefore = cjs.stats().open;
+  const started = Date.now();
+  await cjs.shutdown({ graceMs: 2000 });
+  const closed = new Promise((resolve) => server.close(() => resolve(Date.now() - started)));
+  result.mixed = {
+    same,
+    keys: Object.keys(cjs).length,
+    instanceofAcross: caught instanceof cjs.SseGuardError && caught instanceof esm.SseGuardError,
+    code: caught.code,
+    events,
+    openBefore,
+    openAfter: esm.stats().open,
+    cut: (await reconnect).ended,
+    closeMs: await closed,
+  };
+}
 process.stdout.write(JSON.stringify(result));
 `;
 
@@ -104,7 +142,7 @@ import {
   type SseStream,
 } from 'sse-guard';
 import { collect, type Collected } from 'sse-guard/testing';
-${hasRedis ? "import { redisAdapter } from 'sse-guard/redis';" : ''}
+import { redisAdapter } from 'sse-guard/redis';
 
 type Ticks = { tick: { n: number } };
 
@@ -125,16 +163,34 @@ export function tick(stream: SseStream<Ticks>): boolean {
 const channelOptions: ChannelOptions = { history: 10 };
 export const channel = new Channel(channelOptions);
 export const published: Promise<string> = channel.publish({ data: 0 } satisfies SseEvent);
-export const adapter: ChannelAdapter | undefined = ${hasRedis ? "redisAdapter('redis://127.0.0.1:6379')" : 'undefined'};
+export const adapter: ChannelAdapter = redisAdapter('redis://127.0.0.1:6379');
 export const open: number = stats().open;
 export const stopped: Promise<void> = shutdown({ graceMs: 10 });
 export const code: string = new SseGuardError('ERR_SSE_INVALID_FIELD', 'x').code;
 export const collected: Promise<Collected> = collect('http://127.0.0.1:1/events', { count: 1 });
 `;
 
-// One program per format, as each kind of consumer compiles. (A single program holding both formats
-// sees two Express augmentations of res.sse, with different SseStream classes, and fails with TS2717.)
-function tsconfig(format: Format): object {
+// A program with an ES module and a CommonJS module that meet: the app (.mts) hands res.sse to a
+// Channel made in a .cts file. With two copies of the declarations this fails to compile
+// (TS2717 on the Express augmentation, and '#private' refers to a different member).
+const MIXED_APP_MTS = `
+import express from 'express';
+import { sse, SseGuardError } from 'sse-guard';
+import { channel, isGuardError } from './channel.cjs';
+
+const app = express();
+app.get('/news', sse(), (_req, res) => channel.subscribe(res.sse));
+export const same: boolean = isGuardError(new SseGuardError('ERR_SSE_INVALID_FIELD', 'x'));
+export default app;
+`;
+const MIXED_CHANNEL_CTS = `
+import { Channel, SseGuardError } from 'sse-guard';
+
+export const channel = new Channel({ history: 10 });
+export const isGuardError = (error: unknown): error is SseGuardError => error instanceof SseGuardError;
+`;
+
+function tsconfig(files: string[]): object {
   return {
     compilerOptions: {
       module: 'node16',
@@ -147,7 +203,7 @@ function tsconfig(format: Format): object {
       skipLibCheck: false,
       types: ['node'],
     },
-    files: [`consumer.${EXTENSION[format]}`],
+    files,
   };
 }
 
@@ -156,7 +212,7 @@ let consumer: string;
 let packed: string[];
 // Started as soon as the package is installed, so they run side by side.
 let runtime: Promise<Done>;
-let typecheck: Record<Format, Promise<Done>>;
+let typecheck: Record<Format | 'mixed', Promise<Done>>;
 
 // Packs a copy, not the working tree: prepack rebuilds dist/, which other suites may be reading.
 async function pack(): Promise<string> {
@@ -191,16 +247,20 @@ beforeAll(async () => {
 
   fs.writeFileSync(path.join(consumer, 'check.mjs'), CHECK_MJS);
   runtime = exec(process.execPath, ['check.mjs', JSON.stringify(entries)], consumer);
-  const start = (format: Format): Promise<Done> => {
-    fs.writeFileSync(path.join(consumer, `consumer.${EXTENSION[format]}`), CONSUMER_TS);
-    fs.writeFileSync(path.join(consumer, `tsconfig.${format}.json`), JSON.stringify(tsconfig(format)));
-    return exec(process.execPath, [tsc, '-p', `tsconfig.${format}.json`, '--listFiles', '--pretty', 'false'], consumer);
+  const start = (name: string, files: Record<string, string>): Promise<Done> => {
+    for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(consumer, file), text);
+    fs.writeFileSync(path.join(consumer, `tsconfig.${name}.json`), JSON.stringify(tsconfig(Object.keys(files))));
+    return exec(process.execPath, [tsc, '-p', `tsconfig.${name}.json`, '--listFiles', '--pretty', 'false'], consumer);
   };
-  typecheck = { cjs: start('cjs'), esm: start('esm') };
+  typecheck = {
+    cjs: start('cjs', { 'consumer.cts': CONSUMER_TS }),
+    esm: start('esm', { 'consumer.mts': CONSUMER_TS }),
+    mixed: start('mixed', { 'app.mts': MIXED_APP_MTS, 'channel.cts': MIXED_CHANNEL_CTS }),
+  };
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([runtime, typecheck?.esm, typecheck?.cjs]);
+  await Promise.all([runtime, typecheck?.esm, typecheck?.cjs, typecheck?.mixed]);
   if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -208,25 +268,21 @@ describe('the packed file list', () => {
   it('holds only the manifest, docs and the built dist/cjs and dist/esm', () => {
     const junk = packed.filter(
       (file) =>
-        !/^package\/(package\.json|README\.md|LICENSE(\.md)?|dist\/(cjs|esm)\/[\w.-]+\.(js|d\.ts|json))$/.test(file) ||
+        !/^package\/(package\.json|README\.md|LICENSE(\.md)?|dist\/(cjs|esm)\/[\w./-]+\.(js|d\.ts|json))$/.test(file) ||
         /\.(test|spec)\.|\.map$|tsbuildinfo/.test(file),
     );
     expect(junk).toEqual([]);
   });
 
-  it('holds every file package.json points at (for modules whose source exists)', () => {
+  it('holds every file package.json points at', () => {
     const targets = new Set<string>([manifest.main, manifest.module, manifest.types, ...Object.values(manifest.bin)]);
     const walk = (node: unknown): void => {
       if (typeof node === 'string') targets.add(node);
       else if (node !== null && typeof node === 'object') Object.values(node).forEach(walk);
     };
     walk(manifest.exports);
-    const expected = [...targets].filter((target) => {
-      const built = /^\.\/dist\/(?:cjs|esm)\/(.+?)(?:\.d\.ts|\.js)$/.exec(target);
-      return built === null || fs.existsSync(path.join(root, 'src', `${built[1]}.ts`));
-    });
-    expect(expected).toEqual(expect.arrayContaining(['./dist/cjs/index.js', './dist/esm/index.d.ts']));
-    const missing = expected.filter((target) => !packed.includes(`package/${target.slice(2)}`));
+    expect([...targets]).toEqual(expect.arrayContaining(['./dist/cjs/index.js', './dist/esm/index.d.ts']));
+    const missing = [...targets].filter((target) => !packed.includes(`package/${target.slice(2)}`));
     expect(missing).toEqual([]);
   });
 
@@ -255,8 +311,10 @@ describe('the installed package at run time', () => {
 
   it.each(FORMATS)('loads each entry point from dist/%s', (format) => {
     for (const name of entries) {
-      const entry = name === manifest.name ? 'index' : name.slice(manifest.name.length + 1);
-      expect(result[format].modules[name].file).toBe(`node_modules/sse-guard/dist/${format}/${entry}.js`);
+      const subpath = name === manifest.name ? '.' : `.${name.slice(manifest.name.length)}`;
+      const target = (manifest.exports[subpath] as Record<string, { default: string }>)[format === 'esm' ? 'import' : 'require']!.default;
+      expect(target.startsWith(`./dist/${format}/`)).toBe(true);
+      expect(result[format].modules[name].file).toBe(`node_modules/sse-guard/${target.slice(2)}`);
     }
   });
 
@@ -271,7 +329,7 @@ describe('the installed package at run time', () => {
     expect(result[format].modules['sse-guard/testing'].exports).toMatchObject({ collect: 'function' });
   });
 
-  (hasRedis ? it : it.skip)('gives redisAdapter from sse-guard/redis in both formats', () => {
+  it('gives redisAdapter from sse-guard/redis in both formats', () => {
     for (const format of FORMATS) {
       expect(result[format].modules['sse-guard/redis'].exports).toMatchObject({ redisAdapter: 'function' });
     }
@@ -288,6 +346,43 @@ describe('the installed package at run time', () => {
   });
 });
 
+describe('both builds in one process', () => {
+  let mixed: {
+    same: string[];
+    keys: number;
+    instanceofAcross: boolean;
+    code: string;
+    events: string[];
+    openBefore: number;
+    openAfter: number;
+    cut: boolean;
+    closeMs: number;
+  };
+
+  beforeAll(async () => {
+    const done = await runtime;
+    if (done.failed) throw new Error(`check.mjs failed:\n${done.stderr || done.message}`);
+    mixed = (JSON.parse(done.stdout) as { mixed: typeof mixed }).mixed;
+  }, 120_000);
+
+  it('gives the very same class and function for every export, so instanceof holds across import and require', () => {
+    expect(mixed.same).toHaveLength(mixed.keys);
+    expect(mixed.instanceofAcross).toBe(true);
+    expect(mixed.code).toBe('ERR_SSE_INVALID_OPTION');
+  });
+
+  it("lets a Channel of one build publish to a stream of the other", () => {
+    expect(mixed.events).toEqual(['one', 'two']);
+  });
+
+  it("ends a stream of the other build in shutdown(), so that server.close() finishes", () => {
+    expect(mixed.openBefore).toBe(1);
+    expect(mixed.openAfter).toBe(0);
+    expect(mixed.cut).toBe(true);
+    expect(mixed.closeMs).toBeLessThan(2000);
+  });
+});
+
 describe('the packed types', () => {
   it.each([
     ['an ESM (.mts)', 'esm'],
@@ -298,8 +393,14 @@ describe('the packed types', () => {
     expect(lines.filter((line) => / error TS\d+:/.test(line))).toEqual([]);
     if (done.failed) throw new Error(done.stderr || done.message);
     const files = lines.filter((line) => path.isAbsolute(line)).map((file) => path.relative(consumer, file).split(path.sep).join('/'));
-    const other = format === 'esm' ? 'cjs' : 'esm';
     expect(files).toContain(`node_modules/sse-guard/dist/${format}/index.d.ts`);
-    expect(files).not.toContain(`node_modules/sse-guard/dist/${other}/index.d.ts`);
+    // One set of declarations: the ESM entry's types re-export the CommonJS ones.
+    expect(files).toContain('node_modules/sse-guard/dist/cjs/index.d.ts');
+  }, 120_000);
+
+  it('type-checks a program whose .mts module hands res.sse to a Channel made in a .cts module', async () => {
+    const done = await typecheck.mixed;
+    expect(done.stdout.split('\n').filter((line) => / error TS\d+:/.test(line))).toEqual([]);
+    if (done.failed) throw new Error(done.stderr || done.message);
   }, 120_000);
 });

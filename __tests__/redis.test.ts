@@ -9,7 +9,7 @@ import express from 'express';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { createClient } from 'redis';
 import { Channel, SseGuardError, sse } from '../src/index';
-import { redisAdapter, type RedisAdapterOptions } from '../src/redis';
+import { redisAdapter, type RedisAdapterOptions } from '../src/fanout/redis';
 import { describeWithBinary } from './helpers/binaries';
 import { serveChannel, type ChannelServer } from './helpers/channel';
 import { listen, sleep, waitFor } from './helpers/server';

@@ -3,8 +3,8 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import express from 'express';
 import http from 'node:http';
 import { sse, SseGuardError, type SseStream } from '../src/index';
-import { serializeBody, serializeComment, serializeEvent, serializeId, serializeRetry } from '../src/serialize';
-import type { SseEvent } from '../src/types';
+import { serializeBody, serializeComment, serializeEvent, serializeId, serializeRetry } from '../src/stream/serialize';
+import type { SseEvent } from '../src/core/types';
 import { listen, type TestServer } from './helpers/server';
 
 interface Received {

@@ -89,7 +89,7 @@ function chatMessage(body: unknown): ChatMessage | string {
 async function chatAdapter(redisUrl: string | undefined): Promise<ChannelAdapter | undefined> {
   if (redisUrl === undefined) return undefined;
   // Loaded only when asked for, so that the default demo never needs the Redis client.
-  const { redisAdapter } = await import('../src/redis.js');
+  const { redisAdapter } = await import('../src/fanout/redis.js');
   return redisAdapter(redisUrl);
 }
 

@@ -1,10 +1,10 @@
-export { sse, type SseMiddleware } from './sse.js';
-export { SseStream } from './stream.js';
-export { Channel, type ChannelOptions } from './channel.js';
-export { memoryAdapter, type ChannelAdapter, type StoredEvent } from './adapter.js';
-export { SseGuardError, type SseGuardErrorCode } from './errors.js';
-export { shutdown, stats, type ShutdownOptions, type Stats } from './registry.js';
-export { serializeEvent, serializeComment } from './serialize.js';
+export { sse, type SseHandler, type SseMiddleware } from './guards/sse.js';
+export { SseStream } from './stream/stream.js';
+export { Channel, type ChannelOptions } from './fanout/channel.js';
+export { memoryAdapter, type ChannelAdapter, type StoredEvent } from './fanout/adapter.js';
+export { SseGuardError, type SseGuardErrorCode } from './core/errors.js';
+export { shutdown, stats, type ShutdownOptions, type Stats } from './stream/registry.js';
+export { serializeEvent, serializeComment } from './stream/serialize.js';
 export type {
   AnyEvents,
   CloseReason,
@@ -13,12 +13,11 @@ export type {
   GuardReason,
   SendArg,
   SseEvent,
-  SseHandler,
   SseLogger,
   SseOptions,
-} from './types.js';
+} from './core/types.js';
 
-import type { SseStream } from './stream.js';
+import type { SseStream } from './stream/stream.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace

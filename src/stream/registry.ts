@@ -1,6 +1,6 @@
 // Process-wide bookkeeping behind stats() and shutdown().
 import { serializeEvent, serializeRetry } from './serialize.js';
-import type { SseEvent } from './types.js';
+import type { SseEvent } from '../core/types.js';
 
 /** Internal: a stream's part in shutdown(). */
 export const drainStream = Symbol('sse-guard.drain');

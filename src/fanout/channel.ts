@@ -1,10 +1,10 @@
 // Broadcast to many streams, with history for Last-Event-ID replay.
 import { memoryAdapter, type ChannelAdapter, type StoredEvent } from './adapter.js';
-import { SseGuardError } from './errors.js';
-import { serializeBody, serializeEvent, serializeId } from './serialize.js';
-import { checkBuffered, closeWith, sharedFrame, writeFrame, type SharedFrame, type SseStream } from './stream.js';
-import { isThenable } from './thenable.js';
-import type { AnyEvents, EventMap, EventOf, SseEvent } from './types.js';
+import { SseGuardError } from '../core/errors.js';
+import { serializeBody, serializeEvent, serializeId } from '../stream/serialize.js';
+import { checkBuffered, closeWith, sharedFrame, writeFrame, type SharedFrame, type SseStream } from '../stream/stream.js';
+import { isThenable } from '../core/thenable.js';
+import type { AnyEvents, EventMap, EventOf, SseEvent } from '../core/types.js';
 
 export interface ChannelOptions {
   /** Events kept for Last-Event-ID replay. Default `0`. */

@@ -1,5 +1,3 @@
-import type { IncomingMessage } from 'node:http';
-
 /** One server-sent event. `0` and `''` are values, never "absent". */
 export interface SseEvent<Data = unknown, Name extends string = string> {
   data: Data;
@@ -75,9 +73,3 @@ export interface SseOptions {
    *  measures how long each hop holds the stream. Other requests are unaffected. Default `false`. */
   probe?: boolean;
 }
-
-/** The handler form's function: runs once headers are flushed. */
-export type SseHandler<M extends EventMap, Req extends IncomingMessage> = (
-  stream: import('./stream.js').SseStream<M>,
-  req: Req,
-) => unknown;

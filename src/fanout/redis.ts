@@ -3,7 +3,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { createClient, type RedisClientType } from 'redis';
 import type { ChannelAdapter, StoredEvent } from './adapter.js';
-import { SseGuardError } from './errors.js';
+import { SseGuardError } from '../core/errors.js';
 
 /** Any node-redis v5 or v6 client, whatever its modules, scripts or RESP version. */
 export type RedisClient = RedisClientType<any, any, any, any, any>;

@@ -5,7 +5,7 @@ import https from 'node:https';
 import zlib from 'node:zlib';
 import { createParser } from 'eventsource-parser';
 import { needsControl } from './diagnose.js';
-import { parseProbe, PROBE_HEADER } from './probe.js';
+import { parseProbe, PROBE_HEADER } from '../guards/probe.js';
 
 /** What browsers offer; `compression` answers it with br, which holds even the headers. */
 export const BROWSER_ENCODINGS = 'gzip, deflate, br';

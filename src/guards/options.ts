@@ -1,6 +1,6 @@
 // Validates SseOptions once, when sse() is called, so that a bad option fails at startup, not per request.
-import { SseGuardError } from './errors.js';
-import type { SseOptions } from './types.js';
+import { SseGuardError } from '../core/errors.js';
+import type { SseOptions } from '../core/types.js';
 
 export type ResolvedOptions = Required<Omit<SseOptions, 'retry' | 'logger'>> & Pick<SseOptions, 'retry' | 'logger'>;
 

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
 import { counters, drainStream, open, type Registered } from './registry.js';
 import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
-import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from './types.js';
+import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from '../core/types.js';
 
 /** The per-request settings a stream runs with (resolved from SseOptions by sse()). */
 export interface StreamSettings {

@@ -1,6 +1,6 @@
 // The wire format, pure: event in, text out. WHATWG HTML § 9.2 "Server-sent events".
-import { SseGuardError } from './errors.js';
-import type { SseEvent } from './types.js';
+import { SseGuardError } from '../core/errors.js';
+import type { SseEvent } from '../core/types.js';
 
 const LINE_BREAK = /\r\n|\r|\n/;
 const HAS_BREAK_OR_NUL = /[\r\n\0]/;

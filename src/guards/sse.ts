@@ -1,14 +1,17 @@
 // The middleware: refuse or disarm what would break the stream, send the headers, hand over the stream.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { SseGuardError } from './errors.js';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './guard.js';
+import { SseGuardError } from '../core/errors.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
 import { resolveOptions } from './options.js';
 import { startProbe } from './probe.js';
-import { counters, registry } from './registry.js';
-import { serializeRetry } from './serialize.js';
-import { closeWith, SseStream, writeFrame, type StreamSettings } from './stream.js';
-import { isThenable } from './thenable.js';
-import type { AnyEvents, EventMap, SseHandler, SseOptions } from './types.js';
+import { counters, registry } from '../stream/registry.js';
+import { serializeRetry } from '../stream/serialize.js';
+import { closeWith, SseStream, writeFrame, type StreamSettings } from '../stream/stream.js';
+import { isThenable } from '../core/thenable.js';
+import type { AnyEvents, EventMap, SseOptions } from '../core/types.js';
+
+/** The handler form's function: runs once headers are flushed. */
+export type SseHandler<M extends EventMap, Req extends IncomingMessage> = (stream: SseStream<M>, req: Req) => unknown;
 
 /** What sse() returns: an Express (or plain node:http) request handler. */
 export type SseMiddleware<Req extends IncomingMessage = IncomingMessage> = (
