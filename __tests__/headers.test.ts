@@ -142,7 +142,7 @@ describe('HTTP/2', () => {
       expect(headers['content-type']).toBe('text/event-stream; charset=utf-8');
       expect(headers['x-accel-buffering']).toBe('no');
       expect(headers.connection).toBeUndefined();
-      expect(body).toBe('event: hello\ndata: h2\n\n');
+      expect(body).toBe(':\nevent: hello\ndata: h2\n\n');
     } finally {
       client.destroy();
       await new Promise((resolve) => server.close(resolve));

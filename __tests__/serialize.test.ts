@@ -346,7 +346,8 @@ describe('over a real socket', () => {
     });
   }
 
-  const expected = serializeEvent({ id: '1', data: 'before' }) + serializeEvent({ id: '2', data: 'after' });
+  // The connect line (a comment), then the events around the attempt.
+  const expected = ':\n' + serializeEvent({ id: '1', data: 'before' }) + serializeEvent({ id: '2', data: 'after' });
 
   it.each<[string, (stream: SseStream) => void]>([
     ['event with CR', (s) => s.send({ event: 'a\rb', data: 'x' })],
@@ -384,7 +385,7 @@ describe('over a real socket', () => {
     const bytes = await body();
     expect(thrown).toBeUndefined();
     expect(bytes.toString('utf8')).toBe(
-      'id: 1\ndata: before\n\nevent: e\ndata: a\ndata: b\ndata: c\n\n: x\n: y\nretry: 0\n\nid: 2\ndata: after\n\n',
+      ':\nid: 1\ndata: before\n\nevent: e\ndata: a\ndata: b\ndata: c\n\n: x\n: y\nretry: 0\n\nid: 2\ndata: after\n\n',
     );
   });
 });

@@ -74,7 +74,8 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
       { event: 'named', data: '{"a":1}', id: '7' },
       { event: 'message', data: '', id: undefined },
     ]);
-    expect(result.comments).toEqual(['two', 'lines']);
+    // The connect line is an empty comment.
+    expect(result.comments).toEqual(['', 'two', 'lines']);
     expect(result.retries).toEqual([2500]);
     expect(reasonsOf()).toEqual(['server']);
   });
@@ -178,9 +179,9 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
       expect(result.comments.every((c) => c === '')).toBe(true);
     });
 
-    it('sends none with heartbeat: false', async () => {
+    it('sends none with heartbeat: false (only the connect line)', async () => {
       const result = await collect(`${srv.url}/open`, { timeout: 400 });
-      expect(result.comments).toEqual([]);
+      expect(result.comments).toEqual(['']);
     });
 
     it('stays quiet while events flow', async () => {
@@ -193,7 +194,8 @@ describe.each(expressVersions)('SseStream (%s)', (_name, express) => {
       }
       const result = await pending;
       expect(result.events).toHaveLength(9);
-      expect(result.comments.length).toBeLessThanOrEqual(1);
+      // The connect line, and at most one heartbeat before the first event.
+      expect(result.comments.length).toBeLessThanOrEqual(2);
     });
   });
 

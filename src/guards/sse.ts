@@ -5,7 +5,7 @@ import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCom
 import { resolveOptions } from './options.js';
 import { startProbe } from './probe.js';
 import { counters, registry } from '../stream/registry.js';
-import { serializeRetry } from '../stream/serialize.js';
+import { serializeComment, serializeRetry } from '../stream/serialize.js';
 import { closeWith, SseStream, writeFrame, type StreamSettings } from '../stream/stream.js';
 import { isThenable } from '../core/thenable.js';
 import type { AnyEvents, EventMap, SseOptions } from '../core/types.js';
@@ -45,10 +45,13 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     serialize: options.serialize,
     logger,
   };
-  // Written once per connection, before any event: padding for old proxies, then the retry hint.
+  // Written once per connection, before any event: padding for old proxies, then the retry hint, and
+  // at least one line in any case: some proxies (nginx over HTTP/2, Caddy with `encode`) hold the
+  // response head until the first body byte, which would hold the client's `open` until the first event.
   const preamble =
     (options.padding > 0 ? `:${' '.repeat(options.padding - 2)}\n` : '') +
-    (options.retry === undefined ? '' : serializeRetry(options.retry));
+    (options.retry === undefined ? '' : serializeRetry(options.retry)) ||
+    serializeComment();
   const cacheControl = options.compression === 'bypass' ? 'no-cache, no-transform' : 'no-cache';
 
   return function sseGuard(req, res, next) {
@@ -118,9 +121,9 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
       return;
     }
 
-    // 6. Preamble, then hand over the stream.
+    // 6. The preamble, then hand over the stream.
     const stream = new SseStream<M>(req, res, settings, encoding !== undefined);
-    if (preamble !== '') stream[writeFrame](preamble, false);
+    stream[writeFrame](preamble, false);
     if (options.probe) startProbe(stream, req, options.heartbeat);
     if (handler === undefined) {
       (res as ServerResponse & { sse: SseStream }).sse = stream as unknown as SseStream;
