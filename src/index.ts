@@ -5,6 +5,9 @@ export { memoryAdapter, type ChannelAdapter, type StoredEvent } from './fanout/a
 export { SseGuardError, type SseGuardErrorCode } from './core/errors.js';
 export { shutdown, stats, type ShutdownOptions, type Stats } from './stream/registry.js';
 export { serializeEvent, serializeComment } from './stream/serialize.js';
+export type { Source } from './stream/source.js';
+export type { PipeItem, PipeOptions } from './stream/pipe.js';
+export type { RelayOptions, Upstream, UpstreamEvent, UpstreamResponse } from './stream/relay.js';
 export type {
   AnyEvents,
   CloseReason,

@@ -5,7 +5,9 @@ export type SseGuardErrorCode =
   | 'ERR_SSE_INVALID_FIELD'
   | 'ERR_SSE_INVALID_OPTION'
   | 'ERR_SSE_CHANNEL_CLOSED'
-  | 'ERR_SSE_ADAPTER';
+  | 'ERR_SSE_ADAPTER'
+  | 'ERR_SSE_UPSTREAM'
+  | 'ERR_SSE_MISSING_PEER';
 
 /** The one error class of sse-guard: a stable `code`, and a message that names the fix. */
 export class SseGuardError extends Error {

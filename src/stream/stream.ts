@@ -5,6 +5,9 @@ import { startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
 import { counters, drainStream, open, type Registered } from './registry.js';
 import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
 import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from '../core/types.js';
+import { pipe as pipeSource, type PipeItem, type PipeOptions } from './pipe.js';
+import { relay as relayUpstream, type RelayOptions, type Upstream } from './relay.js';
+import type { Source } from './source.js';
 
 /** The per-request settings a stream runs with (resolved from SseOptions by sse()). */
 export interface StreamSettings {
@@ -176,6 +179,30 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
   off(event: 'close', listener: (reason: CloseReason) => void): this {
     if (event === 'close') this.#listeners = this.#listeners.filter((fn) => fn !== listener);
     return this;
+  }
+
+  /**
+   * Sends every item of a sync or async iterable (array, generator, object-mode `Readable`,
+   * `ReadableStream`, SDK stream), waiting on `ready()` whenever `send()` returns false. When the
+   * client leaves or the stream closes it stops pulling, cancels the source and resolves. Rejects
+   * with the error of a source or `map` that throws, or `ERR_SSE_INVALID_FIELD` for an item that
+   * cannot be sent (nothing of it written). Resolves to the number of events sent.
+   */
+  pipe<T>(source: Source<T>, options: { map: (item: T) => SendArg<M> | undefined; end?: boolean }): Promise<number>;
+  pipe<T extends PipeItem<M>>(source: Source<T>, options?: { map?: undefined; end?: boolean }): Promise<number>;
+  pipe<T>(source: Source<T>, options?: PipeOptions<T, M>): Promise<number> {
+    return pipeSource(this, source, options);
+  }
+
+  /**
+   * Re-sends an upstream event stream (a fetch `Response`, or its body): each event parsed per spec
+   * and serialized again (`event`, `data`, `id`, `retry` kept; comments dropped). Rejects with
+   * `ERR_SSE_UPSTREAM` before writing anything when the response is not a 2xx `text/event-stream`.
+   * Cancels the upstream when the client leaves. Needs the optional peer `eventsource-parser`.
+   * A stream typed with an event map must give `map`.
+   */
+  relay(upstream: Upstream, ...options: string extends keyof M ? [options?: RelayOptions<M>] : [options: Required<RelayOptions<M>>]): Promise<number> {
+    return relayUpstream(this, upstream, options[0]);
   }
 
   /** @internal */
