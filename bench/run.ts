@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BASELINE, peers, type PeerName } from './peers';
+import { pipeScenario, pipeTable, type PipeResult } from './pipe';
 import type { BroadcastReport, ClientTask, LatencyReport, MemoryReport, Reply, ServerCommand, ThroughputReport } from './protocol';
 
 const ROOT = path.join(__dirname, '..');
@@ -22,7 +23,7 @@ const option = (name: string): string | undefined =>
   [...args].find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 // Narrowing a run is for iterating on one figure; the baseline always runs, since every ratio needs it.
 const only = option('peers')?.split(',');
-const scenarios = option('scenarios') ?? 'ABCD';
+const scenarios = option('scenarios') ?? 'ABCDP';
 
 // Every figure is measured `repeats` times, alternating between peers, and the best one counts:
 // load from elsewhere on the machine only ever makes a figure worse.
@@ -273,6 +274,7 @@ async function main(): Promise<void> {
   fs.cpSync(BUILD, BUILD_COPY, { recursive: true });
   const names = (Object.keys(peers) as PeerName[]).filter((name) => name === BASELINE || only === undefined || only.some((part) => name.includes(part)));
   const results = new Map<PeerName, PeerResult>(names.map((name) => [name, { throughput: [], firstEventMs: [], fanout: {} }]));
+  let pipe: PipeResult[] = [];
   const started = Date.now();
   const machineBefore = machine();
   client = new Child(path.join(__dirname, 'client.ts'), [], []);
@@ -303,6 +305,8 @@ async function main(): Promise<void> {
         }
       }
     }
+    // P: pipe() against the loop it replaces (bench/pipe.ts), 200k events in both modes.
+    if (scenarios.includes('P')) pipe = await pipeScenario((script, argv) => new Child(script, argv, []), client, 200_000, quick ? 3 : 5);
   } finally {
     await client.stop();
   }
@@ -316,10 +320,11 @@ async function main(): Promise<void> {
     versions,
     config,
     results: Object.fromEntries(results),
+    pipe,
   };
   const file = path.join(RESULTS, `${report.date.replace(/[:.]/g, '-')}-${report.mode}.json`);
   fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-  console.log(tables(results).join('\n\n'));
+  console.log([...tables(results), ...(pipe.length > 0 ? [pipeTable(pipe)] : [])].join('\n\n'));
   console.log(`\n${noise(results)}`);
   console.log(`\n${report.mode} run, ${report.seconds} s; ${JSON.stringify(report.machine)}; ${JSON.stringify(versions)}`);
   console.log(`figures: ${path.relative(ROOT, file)}`);
