@@ -162,6 +162,26 @@ describeWithBinary('chromium', 'demo app in Chromium', (chromiumPath) => {
     await showsExactly(bob, posted);
   });
 
+  it('streams a model answer and stops the model with Stop: 0 tokens generated after it', async () => {
+    await alice.locator('#answer-ask').click();
+    // A few tokens in (one every 80 ms), well before the answer's end.
+    await alice.locator('#answer-received').filter({ hasText: /^([3-9]|\d\d)$/ }).waitFor({ timeout: SOON });
+    expect(await alice.locator('#answer-text').textContent()).toMatch(/^Server-Sent Events/);
+    await alice.locator('#answer-stop').click();
+    await alice.locator('#answer-state[data-state="stopped"]').waitFor({ timeout: SOON });
+    expect(await alice.locator('#answer-after-stop').textContent()).toBe('0');
+    // Stopped mid-answer: the page did not simply wait for the end.
+    expect(await alice.locator('#answer-text').textContent()).not.toMatch(/between two tokens\.$/);
+    expect(await alice.locator('#answer-stop').isDisabled()).toBe(true);
+  });
+
+  it('streams a whole model answer to its end', async () => {
+    await bob.locator('#answer-ask').click();
+    await bob.locator('#answer-state[data-state="finished"]').waitFor({ timeout: 15_000 });
+    expect(await bob.locator('#answer-text').textContent()).toMatch(/^Server-Sent Events[\s\S]*between two tokens\.$/);
+    expect(await bob.locator('#answer-stop').isDisabled()).toBe(true);
+  });
+
   it('looks right at desktop and phone width (screenshots)', async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await alice.locator('#lane-naive[data-state="done"]').waitFor({ timeout: COMPARE_DONE });

@@ -10,7 +10,7 @@ let demo: DemoApp;
 let server: TestServer;
 
 beforeAll(async () => {
-  demo = await createDemoApp({ compare: { events: 3, intervalMs: 100 } });
+  demo = await createDemoApp({ compare: { events: 3, intervalMs: 100 }, tokenMs: 20 });
   server = await listen(demo.app);
 });
 
@@ -121,4 +121,39 @@ it("shows that sse()'s default policy refuses this app's connect-timeout", async
   expect(body.code).toBe('ERR_SSE_TIMEOUT_HANDLER');
   expect(body.error).toMatch(/connect-timeout/);
   expect(body.decisions.map((d) => d.reason)).toEqual(['timeout-refused']);
+});
+
+describe('model answer', () => {
+  interface Stats { state: string; generated: number; total: number; afterClose: number | null }
+  const statsOf = async (id: string): Promise<Stats> => (await (await fetch(`${server.url}/answer/stats/${id}`)).json()) as Stats;
+
+  it('streams the whole answer through pipe(), then says it is done', async () => {
+    const got = await collect(`${server.url}/answer`, { timeout: 10_000, headers: BROWSER_ENCODINGS });
+    expect(got.headers['content-encoding']).toBeUndefined();
+    const [start, ...rest] = got.events;
+    const { id, total } = JSON.parse(start!.data) as { id: string; total: number };
+    expect(rest.map((e) => e.event)).toEqual([...Array<string>(total).fill('token'), 'answer-done']);
+    expect(rest.slice(0, -1).map((e) => e.data).join('')).toMatch(/^Server-Sent Events are one long HTTP response/);
+    expect(await statsOf(id)).toMatchObject({ state: 'finished', generated: total, afterClose: 0 });
+  });
+
+  it('stops generating when the client leaves: no token made after the stream closed', async () => {
+    const got = await collect(`${server.url}/answer`, { count: 4, timeout: 5000 });
+    const { id, total } = JSON.parse(got.events[0]!.data) as { id: string; total: number };
+    // Bounded: 50 polls, 20 ms apart.
+    let stopped = false;
+    for (let tries = 0; tries < 50 && !stopped; tries++) {
+      stopped = (await statsOf(id)).state === 'stopped';
+      if (!stopped) await sleep(20);
+    }
+    // Several token intervals later, the count has not moved.
+    await sleep(200);
+    const stats = await statsOf(id);
+    expect(stats).toMatchObject({ state: 'stopped', afterClose: 0 });
+    expect(stats.generated).toBeLessThan(total);
+  });
+
+  it('answers 404 for an unknown answer id', async () => {
+    expect((await fetch(`${server.url}/answer/stats/nope`)).status).toBe(404);
+  });
 });

@@ -16,6 +16,7 @@ import {
   type SseOptions,
   type SseStream,
 } from '../src/index.js';
+import { MockModel } from './model.js';
 
 export interface DemoOptions {
   /** Runs the chat channel on Redis Streams (sse-guard/redis) instead of in this process. */
@@ -24,6 +25,8 @@ export interface DemoOptions {
   compare?: { events: number; intervalMs: number };
   /** Told each guard decision as one line of text. Default: silent. */
   log?: (line: string) => void;
+  /** ms between the mock model's tokens on /answer. Default 80. */
+  tokenMs?: number;
 }
 
 export interface DemoApp {
@@ -197,6 +200,27 @@ export async function createDemoApp(options: DemoOptions = {}): Promise<DemoApp>
       await runTicks(stream.signal, (event, data) => stream.send({ event, data }));
     }, streamOptions),
   );
+
+  // A model's answer through pipe(): the stream's signal goes to the model call, as with a real SDK,
+  // and the generation ends with the client's connection (Stop on the page closes it).
+  const model = new MockModel(options.tokenMs);
+  app.get(
+    '/answer',
+    recordDecisions,
+    sse(async (stream) => {
+      const { generation, tokens } = model.generate(stream.signal);
+      stream.on('close', () => (generation.generatedAtClose = generation.generated));
+      stream.send({ event: 'answer', data: { id: generation.id, total: generation.total } });
+      await stream.pipe(tokens, { map: (token) => ({ event: 'token', data: token }) });
+      stream.send({ event: 'answer-done', data: { id: generation.id } });
+    }, streamOptions),
+  );
+
+  app.get('/answer/stats/:id', (req, res) => {
+    const stats = model.stats(req.params.id);
+    if (stats === undefined) res.status(404).json({ error: 'no such answer' });
+    else res.json(stats);
+  });
 
   // sse() with its defaults, on this app: refused, because connect-timeout is armed on every request.
   app.get('/stream/default-policy', recordDecisions, sse((stream) => stream.close(), { logger }));

@@ -265,5 +265,68 @@ function runCompare() {
 }
 
 $('#compare-run').addEventListener('click', runCompare);
+
+// ---- Model answer -------------------------------------------------------------------------------
+
+// Long enough after Stop for several of the model's token intervals to pass.
+const AFTER_STOP_MS = 600;
+let answer;
+
+function answerState(state) {
+  const node = $('#answer-state');
+  node.dataset.state = state;
+  node.textContent = state;
+}
+
+function ask() {
+  answer?.source.close();
+  const source = new EventSource('/answer');
+  const current = { source, id: undefined, received: 0 };
+  answer = current;
+  $('#answer-text').replaceChildren();
+  $('#answer-received').textContent = '0';
+  $('#answer-after-stop').textContent = '–';
+  answerState('generating');
+  source.addEventListener('answer', (event) => {
+    current.id = JSON.parse(event.data).id;
+    $('#answer-stop').disabled = false;
+  });
+  source.addEventListener('token', (event) => {
+    $('#answer-text').append(event.data);
+    current.received += 1;
+    $('#answer-received').textContent = String(current.received);
+  });
+  source.addEventListener('answer-done', () => {
+    source.close();
+    $('#answer-stop').disabled = true;
+    answerState('finished');
+  });
+  // The route ended or failed: EventSource must not ask again on its own.
+  source.onerror = () => {
+    source.close();
+    if ($('#answer-state').dataset.state === 'generating') answerState('failed');
+  };
+}
+
+async function stop() {
+  const current = answer;
+  if (!current?.id) return;
+  current.source.close();
+  $('#answer-stop').disabled = true;
+  answerState('stopping');
+  await new Promise((resolve) => setTimeout(resolve, AFTER_STOP_MS));
+  try {
+    const stats = await (await fetch(`/answer/stats/${current.id}`)).json();
+    if (answer !== current) return;
+    answerState(stats.state === 'generating' ? 'still generating' : stats.state);
+    $('#answer-after-stop').textContent = stats.afterClose === null ? 'unknown' : String(stats.afterClose);
+  } catch {
+    answerState('unknown');
+  }
+}
+
+$('#answer-ask').addEventListener('click', ask);
+$('#answer-stop').addEventListener('click', stop);
+
 runCompare();
 showDefaultPolicy();
