@@ -1,5 +1,7 @@
 // stream.pipe(): every kind of source, backpressure against a client that stops reading,
 // cancellation when the client leaves, and errors with exactly the items before them delivered.
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Express } from 'express';
 import { sse, SseGuardError, type SseOptions, type SseStream } from '../src/index';
@@ -189,6 +191,24 @@ describe.each(expressVersions)('pipe() (%s)', (_name, express) => {
       await expect(sent).resolves.toBe(1);
     });
 
+    it('resolves when the client leaves even if the source never answers, and survives a return() that throws', async () => {
+      let returned = false;
+      const stuck: AsyncIterable<string> = {
+        [Symbol.asyncIterator]: () => ({
+          next: () => new Promise<IteratorResult<string>>(() => {}),
+          return: () => {
+            returned = true;
+            throw new Error('return boom');
+          },
+        }),
+      };
+      let sent: Promise<number> | undefined;
+      srv.route((s) => (sent = s.pipe(stuck)));
+      await collect(`${srv.url}/t`, { timeout: 200 });
+      await expect(sent).resolves.toBe(0);
+      expect(returned).toBe(true);
+    });
+
     it('resolves with 0 and cancels the source when the stream is already closed', async () => {
       const { state, items } = endless(10);
       const source = items();
@@ -297,6 +317,51 @@ describe.each(expressVersions)('pipe() (%s)', (_name, express) => {
       await (await fetch(`${srv.url}/t`)).text();
       expect(((await result!).error as SseGuardError).code).toBe('ERR_SSE_INVALID_OPTION');
     });
+  });
+});
+
+describe('pipe() over HTTP/2', () => {
+  it('stops pulling while the client does not read, resumes in order, and stops the source when the client cancels', async () => {
+    const size = 8 * 1024;
+    const { state, items } = endless(size);
+    let sent: Promise<number> | undefined;
+    const middleware = sse({ heartbeat: false, highWaterMark: 16384 });
+    const server = http2.createServer((req, res) =>
+      middleware(req as never, res as never, () => (sent = (res as unknown as { sse: SseStream }).sse.pipe(items()))),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const request = session.request({ ':path': '/' });
+      request.pause();
+      await waitFor('the first items', () => state.pulled > 0);
+      let last = -1;
+      await waitFor('pulling to stop', () => {
+        const still = state.pulled === last;
+        last = state.pulled;
+        return still;
+      }, 5000);
+      await sleep(300);
+      const settled = state.pulled;
+      expect(state.pulled).toBe(settled);
+      // HTTP/2 flow control lets 64 KiB leave; highWaterMark holds 16 KiB more, plus the one item that crossed it.
+      expect(settled * size).toBeLessThanOrEqual(65535 + 16384 + 2 * size);
+
+      let text = '';
+      request.setEncoding('utf8');
+      request.on('data', (chunk: string) => (text += chunk));
+      request.resume();
+      await waitFor('pulling to resume', () => state.pulled >= settled + 20, 5000);
+      const numbers = [...text.matchAll(/^data: (\d+):/gm)].map((m) => Number(m[1]));
+      expect(numbers).toEqual(numbers.map((_, i) => i + 1));
+
+      request.close(http2.constants.NGHTTP2_CANCEL);
+      await waitFor("the generator's finally", () => state.finalized, 1000);
+      await expect(sent).resolves.toBe(state.pulled);
+    } finally {
+      await new Promise<void>((resolve) => session.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 
