@@ -188,6 +188,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
    * with the error of a source or `map` that throws, or `ERR_SSE_INVALID_FIELD` for an item that
    * cannot be sent (nothing of it written). Resolves to the number of events sent.
    */
+  // The overload with `map` comes first: TypeScript types a `map` arrow against the first overload
+  // it tries and keeps that typing, which would widen `event: 'delta'` to string.
   pipe<T>(source: Source<T>, options: { map: (item: T) => SendArg<M> | undefined; end?: boolean }): Promise<number>;
   pipe<T extends PipeItem<M>>(source: Source<T>, options?: { map?: undefined; end?: boolean }): Promise<number>;
   pipe<T>(source: Source<T>, options?: PipeOptions<T, M>): Promise<number> {
