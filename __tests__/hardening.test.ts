@@ -311,6 +311,17 @@ describe('item 10: ids a header cannot carry back, retry past the timer range, n
     expect(codeOf(() => serializeEvent({ id, data: 'x' }))).toBe('ERR_SSE_INVALID_FIELD');
   });
 
+  it('send() and publish() with such an id throw and write nothing; the stream stays open', async () => {
+    const channel = new Channel();
+    const srv = await channelServer(channel);
+    const got = collect(`${srv.url}/events`, { count: 1, timeout: 3000 });
+    await waitFor('the subscriber', () => channel.size === 1);
+    expect(codeOf(() => srv.streams[0]!.send({ id: 'a ', data: 'x' }))).toBe('ERR_SSE_INVALID_FIELD');
+    await expect(channel.publish({ id: 'a\x7f', data: 'x' })).rejects.toMatchObject({ code: 'ERR_SSE_INVALID_FIELD' });
+    await channel.publish({ id: 'a b', data: 'ok' });
+    expect((await got).events.map((e) => [e.id, e.data])).toEqual([['a b', 'ok']]);
+  });
+
   it('accepts inner spaces and non-ASCII', () => {
     expect(serializeEvent({ id: 'a b é', data: 'x' })).toBe('id: a b é\ndata: x\n\n');
   });
