@@ -9,6 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BASELINE, peers, type PeerName } from './peers';
 import { pipeScenario, pipeTable, type PipeResult } from './pipe';
+import { historyBench } from './history';
 import type { BroadcastReport, ClientTask, LatencyReport, MemoryReport, Reply, ServerCommand, ThroughputReport } from './protocol';
 
 const ROOT = path.join(__dirname, '..');
@@ -23,7 +24,7 @@ const option = (name: string): string | undefined =>
   [...args].find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 // Narrowing a run is for iterating on one figure; the baseline always runs, since every ratio needs it.
 const only = option('peers')?.split(',');
-const scenarios = option('scenarios') ?? 'ABCDP';
+const scenarios = option('scenarios') ?? 'ABCDHP';
 
 // Every figure is measured `repeats` times, alternating between peers, and the best one counts:
 // load from elsewhere on the machine only ever makes a figure worse.
@@ -326,6 +327,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   console.log([...tables(results), ...(pipe.length > 0 ? [pipeTable(pipe)] : [])].join('\n\n'));
   console.log(`\n${noise(results)}`);
+  if (scenarios.includes('H')) console.log(`\nH  Channel history, cost of one publish() once full:\n${await historyBench(BUILD_COPY, quick)}`);
   console.log(`\n${report.mode} run, ${report.seconds} s; ${JSON.stringify(report.machine)}; ${JSON.stringify(versions)}`);
   console.log(`figures: ${path.relative(ROOT, file)}`);
 }

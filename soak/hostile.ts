@@ -77,8 +77,9 @@ export function expectedOf(arg: SseEvent | string): Expected | undefined {
   const { event, id, retry } = ev;
   if (event !== undefined && !(typeof event === 'string' && noBreak(event) && event.isWellFormed())) return undefined;
   if (typeof id === 'number' && !Number.isFinite(id)) return undefined;
-  if (typeof id === 'string' && !(noBreak(id) && !id.includes('\0') && id.isWellFormed())) return undefined;
-  if (retry !== undefined && !(typeof retry === 'number' && Number.isSafeInteger(retry) && retry >= 0)) return undefined;
+  // An id must come back unchanged in Last-Event-ID: no control characters, no space at either end.
+  if (typeof id === 'string' && !(!/[\x00-\x1f\x7f]|^[ \t]|[ \t]$/.test(id) && id.isWellFormed())) return undefined;
+  if (retry !== undefined && !(typeof retry === 'number' && Number.isSafeInteger(retry) && retry >= 0 && retry <= 2147483647)) return undefined;
   return { event: event === '' ? undefined : event, data: data.replace(/\r\n?/g, '\n'), id: id === undefined ? undefined : String(id), retry };
 }
 
@@ -254,9 +255,19 @@ async function resume(url: string, header: string | string[]): Promise<Outcome> 
   return outcome;
 }
 
-/** Node drops the whitespace around a header value and joins repeated headers with ', '. */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Node drops the whitespace around a header value and joins repeated headers with ', '; the stream
+ * then reads the value's bytes as UTF-8 when they are valid UTF-8 (the header goes out as Latin-1 bytes).
+ */
 function seenByServer(header: string | string[]): string {
-  return (Array.isArray(header) ? header.map((h) => h.trim()).join(', ') : header).replace(/^[ \t]+|[ \t]+$/g, '');
+  const value = (Array.isArray(header) ? header.map((h) => h.trim()).join(', ') : header).replace(/^[ \t]+|[ \t]+$/g, '');
+  try {
+    return utf8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return value;
+  }
 }
 
 /** `ids` are those of the published events, in order. */

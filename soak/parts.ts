@@ -6,6 +6,7 @@ export const parts = {
   slow: () => import('./slow'),
   faults: () => import('./faults'),
   hostile: () => import('./hostile'),
+  review: () => import('./review'),
   shutdown: () => import('./shutdown'),
 } as const;
 

@@ -21,6 +21,28 @@ export function findBinary(name: string): string | undefined {
   return undefined;
 }
 
+/** The Debian package of each binary a suite may need, for the install hint. */
+export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
+  'redis-server': 'redis-server',
+  nginx: 'nginx',
+  chromium: 'chromium',
+  haproxy: 'haproxy',
+  apache2: 'apache2',
+  varnishd: 'varnish',
+  caddy: 'caddy',
+  squid: 'squid',
+  openssl: 'openssl',
+};
+
+/** Why a suite needing `name` is skipped, with the command that installs it. */
+export function skipReason(name: string): string {
+  return `${name} is not installed (Debian: apt-get install ${DEBIAN_PACKAGES[name] ?? name})`;
+}
+
+// jest's default output hides what a skipped suite prints: the reason travels as the title of a
+// skipped test instead, which scripts/summary-reporter.js finds and prints at the end of the run.
+export const SKIP_TITLE_PREFIX = 'skipped because ';
+
 /** `describe` that hands the binary's path to its body, or skips (or fails) when it is missing. */
 export function describeWithBinary(name: string, title: string, body: (binary: string) => void): void {
   const binary = findBinary(name);
@@ -28,7 +50,7 @@ export function describeWithBinary(name: string, title: string, body: (binary: s
     describe(title, () => body(binary));
     return;
   }
-  const reason = `${name} is not installed (Debian: apt-get install ${name === 'nginx' ? 'nginx' : name === 'chromium' ? 'chromium' : 'redis-server'})`;
+  const reason = skipReason(name);
   if (process.env.SSE_GUARD_REQUIRE_ALL === '1') {
     describe(title, () => {
       it(`requires ${name}`, () => {
@@ -39,5 +61,8 @@ export function describeWithBinary(name: string, title: string, body: (binary: s
   }
   console.warn(`Skipping "${title}": ${reason}.`);
   const skip = describe.skip;
-  skip(title, () => body(''));
+  skip(title, () => {
+    it(`${SKIP_TITLE_PREFIX}${reason}`, () => {});
+    body('');
+  });
 }

@@ -28,3 +28,25 @@ export function stalledClient(port: number, path: string): Promise<StalledClient
     socket.on('error', reject);
   });
 }
+
+export interface RawExchange {
+  /** Everything received, read as Latin-1 (one character per byte). */
+  text(): string;
+  /** Resolves once the server ended or closed the connection. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** Sends `request` byte for byte (a head with raw UTF-8 bytes, an HTTP/1.0 request) and keeps reading. */
+export function rawRequest(port: number, request: Buffer | string): Promise<RawExchange> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      socket.write(request);
+      resolve({ text: () => Buffer.concat(chunks).toString('latin1'), ended, close: () => socket.destroy() });
+    });
+    const ended = new Promise<void>((done) => socket.once('close', () => done()));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('error', reject);
+  });
+}

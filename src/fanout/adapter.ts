@@ -39,6 +39,42 @@ function idPrefix(): string {
   return lastStart.toString(36) + randomInt(36 ** 4).toString(36).padStart(4, '0');
 }
 
+interface HistoryRing {
+  push(event: StoredEvent): void;
+  /** The events after the newest one with this id, oldest first; undefined when none has it. */
+  after(id: string): StoredEvent[] | undefined;
+}
+
+// The last `capacity` events, overwritten in place once full: a publish costs the same at any
+// history size (an array's shift() would copy the whole history on every publish).
+function historyRing(capacity: number): HistoryRing {
+  const slots: StoredEvent[] = [];
+  // Index of the oldest event once the ring is full; the next write goes there.
+  let start = 0;
+  const at = (i: number): StoredEvent => slots[(start + i) % slots.length]!;
+  return {
+    push(event) {
+      if (capacity === 0) return;
+      if (slots.length < capacity) {
+        slots.push(event);
+        return;
+      }
+      slots[start] = event;
+      start = (start + 1) % capacity;
+    },
+    after(id) {
+      // Newest first: a reconnecting client usually missed only the last few events.
+      for (let i = slots.length - 1; i >= 0; i--) {
+        if (at(i).id !== id) continue;
+        const events: StoredEvent[] = [];
+        for (let j = i + 1; j < slots.length; j++) events.push(at(j));
+        return events;
+      }
+      return undefined;
+    },
+  };
+}
+
 /**
  * The default adapter: this process only, the last `history` events kept for replay. Assigned ids
  * are `<prefix>-1`, `<prefix>-2`…, the prefix being this adapter's own: its start time in base 36
@@ -46,37 +82,30 @@ function idPrefix(): string {
  */
 export function memoryAdapter(): ChannelAdapter {
   let deliver: (event: StoredEvent) => void = () => {};
-  let history = 0;
   // Counting restarts with the process: without the prefix, a client reconnecting after a restart
   // with `Last-Event-ID: 57` would be replayed what followed the new 57th event, not sent a resync.
   const prefix = idPrefix();
   let seq = 0;
-  const kept: StoredEvent[] = [];
+  let kept = historyRing(0);
   // The newest id is known even with no history, so a client that missed nothing gets no resync.
   let newest: string | undefined;
   return {
     attach(fn, size) {
       deliver = fn;
-      history = size;
+      // One more than `history`: a client that missed `history` events reconnects with the id of
+      // the event before them, and since() must still find it to replay them.
+      kept = historyRing(size === 0 ? 0 : size + 1);
     },
     append(body, id) {
       const event = { id: id ?? `${prefix}-${++seq}`, body };
       newest = event.id;
-      if (history > 0) {
-        kept.push(event);
-        // One more than `history`: a client that missed `history` events reconnects with the id of
-        // the event before them, and since() must still find it to replay them.
-        if (kept.length > history + 1) kept.shift();
-      }
+      kept.push(event);
       deliver(event);
       return Promise.resolve(event.id);
     },
     since(lastEventId) {
       if (lastEventId === newest) return [];
-      for (let i = kept.length - 1; i >= 0; i--) {
-        if (kept[i]!.id === lastEventId) return kept.slice(i + 1);
-      }
-      return undefined;
+      return kept.after(lastEventId);
     },
     close() {
       deliver = () => {};

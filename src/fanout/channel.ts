@@ -1,6 +1,7 @@
 // Broadcast to many streams, with history for Last-Event-ID replay.
 import { memoryAdapter, type ChannelAdapter, type StoredEvent } from './adapter.js';
 import { SseGuardError } from '../core/errors.js';
+import { MAX_TIMER_MS } from '../core/limits.js';
 import { serializeBody, serializeEvent, serializeId } from '../stream/serialize.js';
 import { checkBuffered, closeWith, sharedFrame, writeFrame, type SharedFrame, type SseStream } from '../stream/stream.js';
 import { isThenable } from '../core/thenable.js';
@@ -13,6 +14,8 @@ export interface ChannelOptions {
   adapter?: ChannelAdapter;
   /** Name of the event sent when a client's Last-Event-ID is not in the history; `false` sends none. Default `'resync'`. */
   resyncEvent?: string | false;
+  /** ms a reconnecting client waits for the adapter's since(); past it the stream closes with `'error'`. Default `10000`. */
+  joinTimeout?: number;
 }
 
 // Streams of any event map; the channel only writes frames it serialized itself.
@@ -23,6 +26,9 @@ type Subscriber = SseStream<EventMap>;
 interface Joining {
   events: StoredEvent[];
   bytes: number;
+  // True while the adapter's since() has not answered: the queue then grows because of the adapter,
+  // not the client, and is bounded by joinTimeout instead of the slow-consumer rule.
+  fetching: boolean;
 }
 
 // Waits until the client took the buffered bytes: true, or false when it left meanwhile.
@@ -42,6 +48,7 @@ function frameOf(event: StoredEvent): SharedFrame {
 export class Channel<M extends EventMap = AnyEvents> {
   readonly #adapter: ChannelAdapter;
   readonly #resyncEvent: string | false;
+  readonly #joinTimeout: number;
   readonly #live = new Set<Subscriber>();
   readonly #joining = new Map<Subscriber, Joining>();
   readonly #attached: Promise<void>;
@@ -56,6 +63,11 @@ export class Channel<M extends EventMap = AnyEvents> {
     // Validated once here, so that a bad name fails at startup rather than on a reconnect.
     if (resync !== false) serializeBody({ event: resync, data: '' });
     this.#resyncEvent = resync;
+    const joinTimeout = options.joinTimeout ?? 10000;
+    if (!Number.isSafeInteger(joinTimeout) || joinTimeout < 1 || joinTimeout > MAX_TIMER_MS) {
+      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `joinTimeout must be an integer number of ms from 1 to ${MAX_TIMER_MS}, got ${String(joinTimeout)}.`);
+    }
+    this.#joinTimeout = joinTimeout;
     this.#adapter = options.adapter ?? memoryAdapter();
     this.#attached = Promise.resolve(this.#adapter.attach(this.#deliver, history));
     // Surfaced by publish(); without this an adapter failing at start would be an unhandled rejection.
@@ -87,19 +99,34 @@ export class Channel<M extends EventMap = AnyEvents> {
       this.#live.add(s);
       return;
     }
-    const missed = this.#adapter.since(last);
-    if (!isThenable(missed)) {
-      void this.#catchUp(s, last, missed, { events: [], bytes: 0 });
+    let missed: ReturnType<ChannelAdapter['since']>;
+    try {
+      missed = this.#adapter.since(last);
+    } catch {
+      // As a rejection does: the adapter could not say what the client missed.
+      s[closeWith]('error');
       return;
     }
-    const waiting: Joining = { events: [], bytes: 0 };
+    if (!isThenable(missed)) {
+      void this.#catchUp(s, last, missed, { events: [], bytes: 0, fetching: false });
+      return;
+    }
+    const waiting: Joining = { events: [], bytes: 0, fetching: true };
     this.#joining.set(s, waiting);
+    // An adapter that never answers must not hold the client (and the live events queued for it) for ever.
+    const timer = setTimeout(() => {
+      if (waiting.fetching && this.#joining.delete(s)) s[closeWith]('error');
+    }, this.#joinTimeout);
+    s.on('close', () => clearTimeout(timer));
     // Holds a foreign thenable to the promise rules: one outcome, and a throw in its then() rejects.
     Promise.resolve(missed).then(
       (events) => {
+        clearTimeout(timer);
+        waiting.fetching = false;
         if (this.#joining.has(s)) void this.#catchUp(s, last, events, waiting);
       },
       () => {
+        clearTimeout(timer);
         if (this.#joining.delete(s)) s[closeWith]('error');
       },
     );
@@ -135,7 +162,7 @@ export class Channel<M extends EventMap = AnyEvents> {
       waiting.events.push(event);
       waiting.bytes += Buffer.byteLength(event.body);
       // A client that stops reading while it catches up would otherwise hold every live event here.
-      s[checkBuffered](waiting.bytes);
+      if (!waiting.fetching) s[checkBuffered](waiting.bytes);
     }
   };
 

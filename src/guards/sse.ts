@@ -94,8 +94,9 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', cacheControl);
     res.setHeader('X-Accel-Buffering', 'no');
-    // Hop-by-hop headers are forbidden on HTTP/2.
-    if (req.httpVersionMajor === 1) res.setHeader('Connection', 'keep-alive');
+    // Hop-by-hop headers are forbidden on HTTP/2. An HTTP/1.0 response has no chunked framing: its
+    // body ends when the connection closes, so the connection cannot be kept alive.
+    if (req.httpVersionMajor === 1) res.setHeader('Connection', req.httpVersionMinor === 0 ? 'close' : 'keep-alive');
     for (const [name, value] of Object.entries(options.headers)) res.setHeader(name, value);
     res.flushHeaders();
 
@@ -131,9 +132,10 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
       return;
     }
     // Headers are out: an error must not reach next(err), where Express would destroy the socket.
+    // Closed before the logger hears of it.
     const fail = (error: unknown): void => {
-      logger?.('handler-error', { url: urlOf(req), error });
       stream[closeWith]('error');
+      logger?.('handler-error', { url: urlOf(req), error });
     };
     let result: unknown;
     try {

@@ -1,5 +1,7 @@
 // Process-wide bookkeeping behind stats() and shutdown().
 import { serializeEvent, serializeRetry } from './serialize.js';
+import { SseGuardError } from '../core/errors.js';
+import { MAX_TIMER_MS } from '../core/limits.js';
 import type { SseEvent } from '../core/types.js';
 
 /** Internal: a stream's part in shutdown(). */
@@ -17,6 +19,8 @@ interface Registry {
   counters: { eventsSent: number; slowConsumerDrops: number; refusedTimeoutHandler: number; refusedHeadersSent: number };
   /** Seconds for `Retry-After` once shutdown() was called; undefined while serving. */
   retryAfter: number | undefined;
+  /** The completion of the first shutdown() call, which every later call returns. */
+  shutdown?: Promise<void>;
 }
 
 // One registry per process, even when both the ESM and the CommonJS build are loaded:
@@ -66,10 +70,20 @@ export interface ShutdownOptions {
  * so that `server.close()` can finish; new sse() requests get 503 with `Retry-After` from now on.
  * Call it from a SIGTERM handler.
  */
-export async function shutdown(options: ShutdownOptions = {}): Promise<void> {
-  const { event, retry, graceMs = 5000 } = options;
-  // Serialized once, and before anything is closed: an invalid event throws with every stream intact.
-  const farewell = (retry === undefined ? '' : serializeRetry(retry)) + (event === undefined ? '' : serializeEvent(event));
-  registry.retryAfter = Math.max(1, Math.ceil((retry ?? 1000) / 1000));
-  await Promise.all([...open].map((stream) => stream[drainStream](farewell, graceMs)));
+export function shutdown(options: ShutdownOptions = {}): Promise<void> {
+  // A second call (a second SIGTERM, two handlers) waits for the same drain, with the first settings.
+  if (registry.shutdown !== undefined) return registry.shutdown;
+  try {
+    const { event, retry, graceMs = 5000 } = options;
+    if (typeof graceMs !== 'number' || !Number.isSafeInteger(graceMs) || graceMs < 0 || graceMs > MAX_TIMER_MS) {
+      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `graceMs must be an integer number of ms from 0 to ${MAX_TIMER_MS}, got ${String(graceMs)}; above it Node's timer fires at once and cuts every client.`);
+    }
+    // Serialized once, and before anything is closed: an invalid event throws with every stream intact.
+    const farewell = (retry === undefined ? '' : serializeRetry(retry)) + (event === undefined ? '' : serializeEvent(event));
+    registry.retryAfter = Math.max(1, Math.ceil((retry ?? 1000) / 1000));
+    registry.shutdown = Promise.all([...open].map((stream) => stream[drainStream](farewell, graceMs))).then(() => {});
+    return registry.shutdown;
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }

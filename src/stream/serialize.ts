@@ -1,9 +1,15 @@
 // The wire format, pure: event in, text out. WHATWG HTML § 9.2 "Server-sent events".
 import { SseGuardError } from '../core/errors.js';
+import { MAX_TIMER_MS } from '../core/limits.js';
 import type { SseEvent } from '../core/types.js';
 
 const LINE_BREAK = /\r\n|\r|\n/;
-const HAS_BREAK_OR_NUL = /[\r\n\0]/;
+// What an id must not contain to come back unchanged in the Last-Event-ID header: CR or LF would
+// inject fields, the client drops an id with NUL (§ 9.2.6), Node answers 400 to a header with any
+// other C0 control or DEL (and Chromium then gives up on the EventSource), and browsers and Node
+// trim leading and trailing spaces and tabs from header values.
+const HEADER_UNSAFE = /[\x00-\x1f\x7f]/;
+const EDGE_SPACE = /^[ \t]|[ \t]$/;
 
 // Every event's data passes here: on short texts two native substring scans cost a fraction of a
 // regular expression call.
@@ -24,8 +30,8 @@ function checkText(field: string, value: string): void {
 
 function checkRetry(retry: unknown): asserts retry is number {
   // The client accepts ASCII digits only (§ 9.2.6): no sign, fraction or exponent.
-  if (typeof retry !== 'number' || !Number.isSafeInteger(retry) || retry < 0) {
-    throw invalid(`retry must be a non-negative integer number of ms, got ${String(retry)}.`);
+  if (typeof retry !== 'number' || !Number.isSafeInteger(retry) || retry < 0 || retry > MAX_TIMER_MS) {
+    throw invalid(`retry must be an integer number of ms from 0 to ${MAX_TIMER_MS} (above it clients reconnect at once), got ${String(retry)}.`);
   }
 }
 
@@ -36,15 +42,16 @@ export function serializeRetry(ms: number): string {
 }
 
 /** One `:` line per line of `text`; comments are ignored by clients, so they are safe for heartbeats. */
-export function serializeComment(text = ''): string {
+export function serializeComment(text: string = ''): string {
   if (text === '') return ':\n';
+  if (typeof text !== 'string') throw invalid(`a comment must be a string, got ${text === null ? 'null' : typeof text}.`);
   checkText('comment', text);
   let out = '';
   for (const line of text.split(LINE_BREAK)) out += line === '' ? ':\n' : `: ${line}\n`;
   return out;
 }
 
-/** The `id:` line, or '' when there is none. The client ignores an id with NUL (§ 9.2.6); CR or LF would inject fields. */
+/** The `id:` line, or '' when there is none; an id the Last-Event-ID header could not carry back unchanged is rejected. */
 export function serializeId(id: string | number | undefined): string {
   if (id === undefined) return '';
   if (typeof id === 'number') {
@@ -52,7 +59,8 @@ export function serializeId(id: string | number | undefined): string {
     return `id: ${id}\n`;
   }
   if (typeof id !== 'string') throw invalid(`id must be a string or a number, got ${typeof id}.`);
-  if (HAS_BREAK_OR_NUL.test(id)) throw invalid(`id must not contain CR, LF or NUL: ${JSON.stringify(id)}.`);
+  if (HEADER_UNSAFE.test(id)) throw invalid(`id must not contain control characters (CR, LF, NUL, tab, other C0, DEL): the client could not send it back in Last-Event-ID: ${JSON.stringify(id)}.`);
+  if (EDGE_SPACE.test(id)) throw invalid(`id must not start or end with a space: clients trim it from Last-Event-ID, and the replay would miss: ${JSON.stringify(id)}.`);
   checkText('id', id);
   return `id: ${id}\n`;
 }

@@ -2,6 +2,7 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
+import { decodeLastEventId } from './last-event-id.js';
 import { counters, drainStream, open, type Registered } from './registry.js';
 import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
 import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from '../core/types.js';
@@ -62,6 +63,9 @@ function writeChunk(socket: Socket, frame: string | SharedFrame): void {
 
 type Response = ServerResponse & { flush?: () => void };
 
+// ms between two looks at the buffer while ready() waits without a 'drain' to come (see #watch).
+const READY_POLL_MS = 5;
+
 /**
  * An open Server-Sent Events stream (`res.sse`, or the handler form's first argument).
  * Generic over an event map, so that `send({ event: 'tick', data })` is type-checked.
@@ -86,6 +90,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
   #listeners: Array<(reason: CloseReason) => void> = [];
   #ready: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  #poll: NodeJS.Timeout | undefined;
 
   /** @internal Created by sse(); not constructed by users. */
   constructor(req: IncomingMessage, res: ServerResponse, settings: StreamSettings, flushEach: boolean) {
@@ -94,7 +99,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     this.#settings = settings;
     this.#flushEach = flushEach;
     const header = req.headers['last-event-id'];
-    this.lastEventId = typeof header === 'string' && header !== '' ? header : undefined;
+    this.lastEventId = typeof header === 'string' && header !== '' ? decodeLastEventId(header) : undefined;
     this.#beat = { active: true, beat: () => this.comment() };
 
     res.on('close', this.#onResponseClose);
@@ -150,15 +155,46 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     return this[writeFrame](frame, false);
   }
 
-  /** Resolves when buffered bytes fall below `highWaterMark`, or the stream closes. */
+  /** Resolves when buffered bytes fall below `highWaterMark` (or to 0), or the stream closes. */
   ready(): Promise<void> {
-    if (this.#closeReason !== undefined || this.bufferedBytes < this.#settings.highWaterMark) return Promise.resolve();
-    // Only a socket that reported backpressure will emit 'drain'; without one there is nothing to wait for.
-    if (this.#socket !== null && !this.#socket.writableNeedDrain) return Promise.resolve();
-    this.#ready ??= new Promise<void>((resolve) => {
-      this.#wake = resolve;
-    });
+    if (this.#isReady()) return Promise.resolve();
+    if (this.#ready === undefined) {
+      this.#ready = new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      this.#watch();
+    }
     return this.#ready;
+  }
+
+  #isReady(): boolean {
+    if (this.#closeReason !== undefined) return true;
+    const buffered = this.bufferedBytes;
+    return buffered === 0 || buffered < this.#settings.highWaterMark;
+  }
+
+  // 'drain' only comes when the transport's own buffer passed its own mark: an HTTP/2 stream's is
+  // 16 KiB, a socket's is whatever the server was created with (it may exceed maxBufferedBytes).
+  // Below that mark the bytes leave without any event, so ready() looks again after an I/O turn:
+  // resolving at once instead would let a `while (!send()) await ready()` loop outrun the client.
+  #watch(): void {
+    if (this.#wake === undefined) return;
+    if (this.#isReady()) {
+      const wake = this.#wake;
+      this.#ready = this.#wake = undefined;
+      wake();
+      return;
+    }
+    if (this.#poll !== undefined || this.#needsDrain()) return;
+    this.#poll = setTimeout(() => {
+      this.#poll = undefined;
+      this.#watch();
+    }, READY_POLL_MS);
+  }
+
+  #needsDrain(): boolean {
+    if (this.#socket !== null) return this.#socket.writableNeedDrain;
+    return (this.#res as { stream?: { writableNeedDrain?: boolean } }).stream?.writableNeedDrain === true;
   }
 
   /** Ends the response (reason `'server'`). Idempotent. */
@@ -241,8 +277,9 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     const { maxBufferedBytes } = this.#settings;
     if (bufferedBytes <= maxBufferedBytes) return true;
     counters.slowConsumerDrops++;
-    this.#settings.logger?.('slow-consumer', { bufferedBytes, maxBufferedBytes });
+    // Closed before the logger hears of it: whatever the logger does, the client is dropped.
     this[closeWith]('slow-consumer');
+    this.#settings.logger?.('slow-consumer', { bufferedBytes, maxBufferedBytes });
     return false;
   }
 
@@ -257,6 +294,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     if (reason === 'slow-consumer') res.destroy();
     else if (reason !== 'client' && !res.writableEnded) res.end();
     this.#controller?.abort();
+    clearTimeout(this.#poll);
     this.#wake?.();
     const listeners = this.#listeners;
     this.#listeners = [];
@@ -285,10 +323,6 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
 
   readonly #onSocketDrain = (): void => {
     this.#inCompressor = 0;
-    if (this.#wake !== undefined && this.bufferedBytes < this.#settings.highWaterMark) {
-      const wake = this.#wake;
-      this.#ready = this.#wake = undefined;
-      wake();
-    }
+    this.#watch();
   };
 }
