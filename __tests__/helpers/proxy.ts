@@ -50,6 +50,8 @@ function canConnect(port: number): Promise<boolean> {
 /** Starts the proxy and resolves once every port accepts connections (within 10 s), or throws with its output. */
 export async function startProxy(spec: ProxySpec): Promise<ProxyProcess> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `sse-guard-${spec.name}-`));
+  // Run as root, varnishd and squid drop to their own user, which must still read the config.
+  fs.chmodSync(dir, 0o755);
   const ports = await freePorts(spec.ports);
   const args = spec.setup(dir, ports);
   let output = '';
