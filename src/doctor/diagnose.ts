@@ -551,7 +551,8 @@ export function diagnose({ main, control }: DoctorResult): Diagnosis {
     });
   }
   if (compressionHolds) findings.push(compressionFinding(main, delivery, layers));
-  else findings.push(...deliveryFindings(main, delivery, control, layers));
+  // A line that never ended explains the silence: no delivery finding on top.
+  else if (main.longLine === undefined) findings.push(...deliveryFindings(main, delivery, control, layers));
   const headers = timings.find((c) => c.name === 'time to headers');
   if (headers?.level === 'fail' && main.headersMs !== undefined && !compressionHolds) {
     findings.push({

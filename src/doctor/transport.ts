@@ -112,7 +112,8 @@ export function request(target: URL, headers: Record<string, string>, proxy: Pro
 
   // HTTP/1.x over `createConnection`'s socket (or a fresh one), the response handed on.
   const overHttp1 = (requestOptions: http.RequestOptions): void => {
-    const req = http.request({ ...requestOptions, headers, agent: false });
+    // A fresh connection of its own (agent: false), or the TLS socket given: Node uses createConnection only without an agent.
+    const req = http.request({ ...requestOptions, headers, ...(requestOptions.createConnection === undefined ? { agent: false } : {}) });
     opened.push(req);
     req.on('socket', watchSocket);
     req.on('error', fail);
