@@ -2,6 +2,8 @@
 // file: the test shows what goes wrong without the recipe's key line, and that the recipe is enough.
 import fs from 'node:fs';
 import path from 'node:path';
+import { diagnose, type Diagnosis } from '../src/doctor/diagnose';
+import { doctor } from '../src/doctor/doctor';
 import { describeWithBinary } from './helpers/binaries';
 import { recipe, startProxy, type ProxyProcess } from './helpers/proxy';
 import { listen, type TestServer } from './helpers/server';
@@ -21,6 +23,11 @@ afterAll(async () => {
 
 /** The gaps between consecutive events: the upstream writes one every 200 ms. */
 const gaps = (events: number[]): number[] => events.slice(1).map((t, i) => t - events[i]!);
+
+/** The doctor's verdict on `url`, sampled for `durationMs`, direct (no proxy from the environment). */
+async function diagnoseUrl(url: string, durationMs = 1500): Promise<Diagnosis> {
+  return diagnose(await doctor(url, { durationMs, proxy: false }));
+}
 
 /** Runs `stop` for each started proxy after the describe block. */
 function stopAfterAll(proxies: ProxyProcess[]): void {
@@ -65,6 +72,13 @@ describeWithBinary('caddy', 'behind Caddy (docs/Caddyfile)', (binary) => {
     expect(w.headMs).toBeUndefined();
   });
 
+  it("the doctor names Caddy's encode when it holds the head, and the recipe as the fix", async () => {
+    const diagnosis = await diagnoseUrl(`${origin.encode}/head-only`, 1000);
+    const finding = diagnosis.findings.find((f) => f.culprit === 'no-response');
+    expect(finding?.fix).toMatch(/Caddy's `encode` holds the head/);
+    expect(finding?.fix).toMatch(/docs\/Caddyfile/);
+  });
+
   it('with the recipe, releases even that head at once, and events are not compressed', async () => {
     const held = await watch(`${origin.recipe}/head-only`, { ms: 1500 });
     expect(held.headMs).toBeLessThan(PROMPT_MS);
@@ -105,6 +119,16 @@ describeWithBinary('haproxy', 'behind HAProxy (docs/haproxy.cfg)', (binary) => {
     // Events are written 200 ms apart; HAProxy lets some pairs out together (gaps near 0 and 400 ms).
     expect(w.events.length).toBeGreaterThanOrEqual(6);
     expect(Math.min(...gaps(w.events))).toBeLessThan(50);
+  });
+
+  it('the doctor finds the clumping and names option http-no-delay', async () => {
+    const diagnosis = await diagnoseUrl(`${origin.without}/events`, 2500);
+    expect(diagnosis.findings).toMatchObject([{ culprit: 'buffering', level: 'warn', problem: expect.stringMatching(/clumped/), fix: expect.stringMatching(/option http-no-delay/) }]);
+  });
+
+  it('the doctor finds nothing wrong with the recipe', async () => {
+    const diagnosis = await diagnoseUrl(`${origin.recipe}/events`, 2500);
+    expect(diagnosis.findings).toEqual([]);
   });
 
   it('with the recipe, every event arrives on its own, about 200 ms apart', async () => {
@@ -165,6 +189,13 @@ describeWithBinary('apache2', 'behind Apache httpd with mod_deflate (docs/apache
     expect(w.headers['content-encoding']).toBe('gzip');
   });
 
+  it("the doctor names Apache's mod_deflate and the recipe's line, not compression()'s advice", async () => {
+    const diagnosis = await diagnoseUrl(`${origin.without}/events`);
+    expect(diagnosis.verdict).toBe('healthy');
+    expect(diagnosis.findings).toMatchObject([{ culprit: 'compression', level: 'warn', fix: expect.stringMatching(/mod_deflate.*SetEnvIfNoCase Accept "text\/event-stream" no-gzip/) }]);
+    expect(diagnosis.findings[0]!.fix).not.toMatch(/res\.flush/);
+  });
+
   it('with the recipe, the stream is not compressed and events arrive promptly', async () => {
     const w = await watch(`${origin.recipe}/events`, { ms: 3000, events: 5 });
     expect(w.headers['content-encoding']).toBeUndefined();
@@ -208,11 +239,62 @@ describeWithBinary('varnishd', 'behind Varnish (docs/varnish.vcl)', (binary) => 
     expect(w.endMs).toBeLessThan(SEND_TIMEOUT_S * 1000 + 1500);
   });
 
+  it("the doctor calls it a hard cut, not an idle one, and names Varnish's send_timeout", async () => {
+    const diagnosis = await diagnoseUrl(`${origin.without}/events`, SEND_TIMEOUT_S * 1000 + 2000);
+    expect(diagnosis.findings).toMatchObject([{ culprit: 'hard-cut', fix: expect.stringMatching(/sess\.send_timeout/) }]);
+    expect(diagnosis.checks.find((c) => c.name === 'layers')?.value).toMatch(/Varnish/);
+  });
+
   it('with the recipe, the stream outlives send_timeout, events arriving promptly', async () => {
     const w = await watch(`${origin.recipe}/events`, { ms: SEND_TIMEOUT_S * 1000 + 2000 });
     expect(w.endMs).toBeUndefined();
     expect(w.headMs).toBeLessThan(PROMPT_MS);
     expect(w.events.length).toBeGreaterThan(10);
     expect(Math.max(...gaps(w.events))).toBeLessThan(PROMPT_MS);
+  });
+});
+
+describeWithBinary('haproxy', 'an idle cut: a proxy timeout shorter than the heartbeat (HAProxy)', (binary) => {
+  // Scaled down: HAProxy's timeouts at 1 s stand for the 10 s some tutorials use, against a quiet stream.
+  const TIMEOUT_MS = 1000;
+  let proxy: ProxyProcess;
+  let origin: string;
+  beforeAll(async () => {
+    proxy = await startProxy({
+      name: 'haproxy',
+      binary,
+      ports: 1,
+      setup(dir, [port]) {
+        const config = recipe('haproxy.cfg', { 'bind :8080': `bind 127.0.0.1:${port}`, '127.0.0.1:3000': `127.0.0.1:${upstream.port}` })
+          .replace(/timeout client \S+/, `timeout client ${TIMEOUT_MS}ms`)
+          .replace(/timeout server \S+/, `timeout server ${TIMEOUT_MS}ms`);
+        fs.writeFileSync(path.join(dir, 'haproxy.cfg'), config);
+        return ['-db', '-f', path.join(dir, 'haproxy.cfg')];
+      },
+    });
+    origin = `http://127.0.0.1:${proxy.ports[0]}`;
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('cuts a stream whose heartbeat is slower than the timeout', async () => {
+    const w = await watch(`${origin}/heartbeat/3000`, { ms: 3000 });
+    expect(w.headMs).toBeLessThan(PROMPT_MS);
+    expect(w.endMs).toBeGreaterThan(TIMEOUT_MS - 300);
+    expect(w.endMs).toBeLessThan(TIMEOUT_MS + 1500);
+  });
+
+  it('keeps a stream whose heartbeat is faster than the timeout (the control)', async () => {
+    const w = await watch(`${origin}/heartbeat/300`, { ms: 3000 });
+    expect(w.endMs).toBeUndefined();
+  });
+
+  it('the doctor calls it an idle cut, says how long the stream was quiet, and how to fix the heartbeat', async () => {
+    const diagnosis = await diagnoseUrl(`${origin}/heartbeat/3000`, 3000);
+    const finding = diagnosis.findings.find((f) => f.culprit === 'idle-cut');
+    expect(finding?.problem).toMatch(/cut after being quiet for (?:9\d\d ms|1\.\d s)/);
+    expect(finding?.problem).toMatch(/No heartbeat came/);
+    expect(finding?.fix).toMatch(/sse\(\{ heartbeat: /);
   });
 });

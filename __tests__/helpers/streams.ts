@@ -72,5 +72,7 @@ export function proxiedRoutes(): Express {
   app.get('/quiet', sse(() => {}, { heartbeat: false }));
   app.get('/head-only', headOnly());
   app.get('/naive', naiveSse());
+  // A quiet stream with the heartbeat given in ms, no probe: what an idle timeout sees.
+  app.get('/heartbeat/:ms', (req, res, next) => sse(() => {}, { heartbeat: Number(req.params.ms) })(req, res, next));
   return app;
 }
