@@ -178,6 +178,19 @@ describeWithBinary('nginx', 'behind nginx over HTTPS and HTTP/2 (docs/nginx-http
     expect(w.headMs).toBeUndefined();
   });
 
+  it('the doctor negotiates HTTP/2 as a browser does, sees the held head and names nginx over HTTP/2; with --http1.1 it does not', async () => {
+    const h2 = await doctor(`${origin}/head-only`, { durationMs: 1000, insecure: true, proxy: false });
+    // Negotiated by ALPN, so known although no response head came.
+    expect(h2.main.protocol).toBe('HTTP/2');
+    expect(h2.main.headersMs).toBeUndefined();
+    const finding = diagnose(h2).findings.find((f) => f.culprit === 'no-response');
+    expect(finding?.fix).toMatch(/nginx over HTTP\/2 sends the head only with the first body byte/);
+    const h1 = await doctor(`${origin}/head-only`, { durationMs: 1000, insecure: true, proxy: false, http1: true });
+    expect(h1.main).toMatchObject({ protocol: 'HTTP/1.1', status: 200 });
+    const quiet = await doctor(`${origin}/quiet`, { durationMs: 1000, insecure: true, proxy: false });
+    expect(quiet.main).toMatchObject({ protocol: 'HTTP/2', status: 200 });
+  });
+
   it('passes the same head-only stream over HTTP/1.1: the hold is HTTP/2 only', async () => {
     const w = await watch(`${origin}/head-only`, { ms: 2000 });
     expect(w.headMs).toBeLessThan(PROMPT_MS);

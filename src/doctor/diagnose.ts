@@ -383,7 +383,11 @@ function deliveryFindings(main: Sample, delivery: Delivery, control: Sample | un
     case 'no-headers': {
       // Only a second sample that got no headers either rules compression out.
       const both = control !== undefined && control.headersMs === undefined;
-      const held = main.protocol === 'HTTP/2' || layers.some((l) => l.product === 'Caddy') ? adviceFor(layers, 'headHeld') : [];
+      // Without headers there is no fingerprint; over HTTP/2, nginx is the usual holder.
+      const held = [
+        ...(main.protocol === 'HTTP/2' && !layers.some((l) => l.product === 'nginx') ? [ADVICE.nginx.headHeld!] : []),
+        ...(main.protocol === 'HTTP/2' || layers.some((l) => l.product === 'Caddy') ? adviceFor(layers, 'headHeld') : []),
+      ];
       return [
         {
           culprit: 'no-response',

@@ -171,6 +171,9 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
         // Through a proxy, the probe's clock is the server's, not the proxy's: only loopback all the way is one clock.
         s.loopback = LOOPBACK.test(remoteAddress ?? '') && (proxy === undefined || LOOPBACK.test(url.hostname));
       },
+      onProtocol(protocol) {
+        s.protocol = protocol;
+      },
       onError(message, tls) {
         if (tls) s.tlsError = true;
         finish(message);

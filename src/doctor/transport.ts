@@ -33,6 +33,8 @@ export interface Response {
 export interface Handlers {
   /** A TCP connection was made (to the proxy, when there is one). */
   onConnect(remoteAddress: string | undefined): void;
+  /** The protocol TLS negotiated by ALPN, known before any response. */
+  onProtocol(protocol: string): void;
   onResponse(response: Response): void;
   onError(message: string, tls: boolean): void;
 }
@@ -135,6 +137,7 @@ export function request(target: URL, headers: Record<string, string>, proxy: Pro
     secure.on('error', fail);
     secure.once('secureConnect', () => {
       secure.removeListener('error', fail);
+      handlers.onProtocol(secure.alpnProtocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1');
       if (secure.alpnProtocol !== 'h2') {
         overHttp1({ host: target.hostname, port: target.port || 443, path: `${target.pathname}${target.search}`, createConnection: () => secure });
         return;
