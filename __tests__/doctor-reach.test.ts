@@ -8,6 +8,7 @@ import path from 'node:path';
 import express from 'express';
 import { diagnose } from '../src/doctor/diagnose';
 import { doctor } from '../src/doctor/doctor';
+import { bypassesProxy, chooseProxy } from '../src/doctor/transport';
 import { describeWithBinary } from './helpers/binaries';
 import { cli } from './helpers/cli';
 import { recipe, selfSignedCert, startProxy, type ProxyProcess } from './helpers/proxy';
@@ -216,5 +217,43 @@ describeWithBinary('squid', 'the doctor through a forward proxy (Squid, docs/squ
       expect(h1run.code).toBe(0);
       expect(json(h1run.stdout).result.main.protocol).toBe('HTTP/1.1');
     });
+  });
+});
+
+describe('which proxy the doctor takes', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy']) {
+      if (saved[name] === undefined) delete process.env[name];
+      else process.env[name] = saved[name];
+    }
+  });
+  const target = (url: string): URL => new URL(url);
+
+  it.each([
+    ['*', 'http://example.com/', true],
+    ['example.com', 'http://api.example.com/', true],
+    ['.example.com', 'http://example.com/', true],
+    ['example.com', 'http://notexample.com/', false],
+    ['127.0.0.1:8080', 'http://127.0.0.1:8080/', true],
+    ['127.0.0.1:8080', 'http://127.0.0.1:9090/', false],
+    ['[::1]', 'http://[::1]:3000/', true],
+    [' localhost , 10.0.0.1 ', 'http://10.0.0.1/', true],
+  ])('NO_PROXY=%j exempts %s: %s', (noProxy, url, expected) => {
+    expect(bypassesProxy(target(url), noProxy)).toBe(expected);
+  });
+
+  it('takes HTTPS_PROXY for https and HTTP_PROXY for http, lower case too, and a bare host:port', () => {
+    process.env.HTTPS_PROXY = 'proxy.internal:3128';
+    process.env.http_proxy = 'http://other:8080';
+    expect(chooseProxy(target('https://example.com/'), undefined)).toMatchObject({ source: 'HTTPS_PROXY', url: new URL('http://proxy.internal:3128') });
+    expect(chooseProxy(target('http://example.com/'), undefined)).toMatchObject({ source: 'HTTP_PROXY', url: new URL('http://other:8080') });
+    expect(chooseProxy(target('http://example.com/'), false)).toBeUndefined();
+    expect(chooseProxy(target('http://example.com/'), 'http://flag:1')).toMatchObject({ source: '--proxy' });
+  });
+
+  it('reports an https:// proxy it cannot speak to instead of connecting around it', async () => {
+    const result = await doctor(`${server.url}/events`, { durationMs: 800, proxy: 'https://proxy.invalid:3128' });
+    expect(diagnose(result)).toMatchObject({ verdict: 'unreachable', findings: [{ problem: expect.stringMatching(/not an http:\/\/ proxy/) }] });
   });
 });

@@ -501,7 +501,6 @@ export function diagnose({ main, control }: DoctorResult): Diagnosis {
   const compressionHolds = delivery.kind !== 'prompt' && controlDelivery?.kind === 'prompt';
   const layers = layersOf(main, control);
 
-  checks.push({ name: 'route', level: 'info', value: `${main.proxy === undefined ? 'direct' : `proxy ${main.proxy}`}, ${main.protocol ?? 'no response'}` });
   checks.push({
     name: 'layers',
     level: 'info',

@@ -97,7 +97,7 @@ function flatten(headers: http.IncomingHttpHeaders | http2.IncomingHttpHeaders):
   return flat;
 }
 
-const describe = (err: NodeJS.ErrnoException): string => (err.code === undefined || err.message.includes(err.code) ? err.message : `${err.code}: ${err.message}`);
+const errorText = (err: NodeJS.ErrnoException): string => (err.code === undefined || err.message.includes(err.code) ? err.message : `${err.code}: ${err.message}`);
 
 /**
  * Sends one GET for `target` with `headers` and reports through `handlers`; returns the function that
@@ -106,7 +106,7 @@ const describe = (err: NodeJS.ErrnoException): string => (err.code === undefined
 export function request(target: URL, headers: Record<string, string>, proxy: ProxyChoice | undefined, options: TransportOptions, handlers: Handlers): () => void {
   const opened: Array<{ destroy(): void }> = [];
   const close = (): void => opened.forEach((o) => o.destroy());
-  const fail = (err: NodeJS.ErrnoException): void => handlers.onError(describe(err), TLS_ERROR.test(`${err.code ?? ''} ${err.message}`));
+  const fail = (err: NodeJS.ErrnoException): void => handlers.onError(errorText(err), TLS_ERROR.test(`${err.code ?? ''} ${err.message}`));
   const watchSocket = (socket: Socket): void => {
     if (socket.connecting) socket.once('connect', () => handlers.onConnect(socket.remoteAddress));
     else handlers.onConnect(socket.remoteAddress);
@@ -156,6 +156,13 @@ export function request(target: URL, headers: Record<string, string>, proxy: Pro
     });
   };
 
+  if (proxy !== undefined && proxy.url.protocol !== 'http:') {
+    // HTTPS_PROXY may name an https:// proxy; speaking TLS to the proxy itself is not supported.
+    // Reported after request() returns, as every other outcome is, so the caller has its close function.
+    const message = `the proxy ${maskUrl(proxy.url)} (${proxy.source}) is not an http:// proxy, the only kind the doctor speaks to; set --proxy http://…`;
+    queueMicrotask(() => handlers.onError(message, false));
+    return close;
+  }
   if (target.protocol === 'http:') {
     // Through a proxy, an http URL is asked of the proxy in absolute form.
     if (proxy === undefined) overHttp1({ host: target.hostname, port: target.port || 80, path: `${target.pathname}${target.search}` });
