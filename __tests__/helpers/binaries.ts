@@ -1,11 +1,9 @@
-// Suites that need a system binary (redis-server, nginx, chromium, the proxies): skipped with a printed reason
+// Suites that need a system binary (redis-server, nginx, chromium): skipped with a printed reason
 // when it is absent, and failed instead under SSE_GUARD_REQUIRE_ALL=1 (which CI sets).
 import fs from 'node:fs';
 import path from 'node:path';
 
 const EXTRA_DIRS = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
-/** The Debian package of each binary whose package has another name. */
-const DEBIAN_PACKAGES: Record<string, string> = { 'redis-server': 'redis-server', varnishd: 'varnish' };
 
 /** Absolute path of an executable on PATH (or in the sbin folders), or undefined. */
 export function findBinary(name: string): string | undefined {
@@ -30,7 +28,7 @@ export function describeWithBinary(name: string, title: string, body: (binary: s
     describe(title, () => body(binary));
     return;
   }
-  const reason = `${name} is not installed (Debian: apt-get install ${DEBIAN_PACKAGES[name] ?? name})`;
+  const reason = `${name} is not installed (Debian: apt-get install ${name === 'nginx' ? 'nginx' : name === 'chromium' ? 'chromium' : 'redis-server'})`;
   if (process.env.SSE_GUARD_REQUIRE_ALL === '1') {
     describe(title, () => {
       it(`requires ${name}`, () => {
