@@ -1,17 +1,14 @@
 // `sse-guard doctor` against real setups on 127.0.0.1: it names what holds a stream, and stays quiet
-// about streams that arrive as they are written. The proxy cases are in nginx.test.ts.
-import { spawn } from 'node:child_process';
+// about streams that arrive as they are written. The proxy cases are in nginx.test.ts and doctor-proxies.test.ts.
 import fs from 'node:fs';
-import path from 'node:path';
 import compression from 'compression';
 import timeout from 'connect-timeout';
 import express from 'express';
 import { diagnose, type Culprit, type Diagnosis } from '../src/doctor/diagnose';
 import { doctor, type DoctorResult } from '../src/doctor/doctor';
+import { CLI, cli as runCli, type CliRun } from './helpers/cli';
 import { listen, type TestServer } from './helpers/server';
 import { guardedSse, naiveSse } from './helpers/streams';
-
-const CLI = path.join(__dirname, '..', 'dist', 'cjs', 'doctor', 'cli.js');
 
 let server: TestServer;
 
@@ -96,20 +93,7 @@ describe('the doctor raises no false alarm', () => {
 });
 
 describe('npx sse-guard doctor', () => {
-  const cli = (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(killer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+  const cli = (...args: string[]): Promise<CliRun> => runCli(args);
 
   beforeAll(() => {
     if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first.`);

@@ -1,19 +1,20 @@
 // A real nginx in front of the stream: its defaults and its gzip hold a hand-written stream until the
 // response ends, X-Accel-Buffering: no (sent by sse()) and docs/nginx.conf release it, and the
 // doctor tells these cases apart.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import express from 'express';
 import { createParser } from 'eventsource-parser';
 import { diagnose, type Culprit } from '../src/doctor/diagnose';
+import { sse } from '../src/index';
 import { doctor } from '../src/doctor/doctor';
 import { describeWithBinary } from './helpers/binaries';
-import { listen, sleep, type TestServer } from './helpers/server';
-import { guardedSse, naiveSse } from './helpers/streams';
+import { recipe, selfSignedCert, startNginx, type ProxyProcess } from './helpers/proxy';
+import { listen, type TestServer } from './helpers/server';
+import { guardedSse, headOnly, naiveSse } from './helpers/streams';
+import { watch } from './helpers/watch';
 
 const SNIPPET = path.join(__dirname, '..', 'docs', 'nginx.conf');
 // Generous: a stream nginx holds shows up after seconds, or not at all.
@@ -21,7 +22,7 @@ const PROMPT_MS = 500;
 
 describeWithBinary('nginx', 'behind nginx', (binary) => {
   let upstream: TestServer;
-  let nginx: Nginx;
+  let nginx: ProxyProcess;
   // `plain`: nginx's defaults (proxy_http_version 1.0, proxy_buffering on).
   // `gzip`: gzip on for text/event-stream, with an HTTP/1.1 upstream so that gzip is the only holder.
   // `snippet`: the same gzip server, with docs/nginx.conf included in the location.
@@ -37,6 +38,7 @@ describeWithBinary('nginx', 'behind nginx', (binary) => {
     const pass = `proxy_pass http://127.0.0.1:${upstream.port}/;`;
     nginx = await startNginx(
       binary,
+      2,
       ([plain, gzip]) => `
         server {
           listen 127.0.0.1:${plain};
@@ -133,6 +135,68 @@ describeWithBinary('nginx', 'behind nginx', (binary) => {
   });
 });
 
+describeWithBinary('nginx', 'behind nginx over HTTPS and HTTP/2 (docs/nginx-http2.conf)', (binary) => {
+  let upstream: TestServer;
+  let nginx: ProxyProcess;
+  let origin: string;
+  let certDir: string;
+
+  beforeAll(async () => {
+    const app = express();
+    // A quiet sse() stream: no event, no heartbeat, only the line sse() writes at connect.
+    app.get('/quiet', sse(() => {}, { heartbeat: false }));
+    app.get('/head-only', headOnly());
+    upstream = await listen(app);
+    certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-cert-'));
+    const { key, cert } = selfSignedCert(certDir);
+    nginx = await startNginx(binary, 1, ([port]) =>
+      recipe('nginx-http2.conf', {
+        'listen 443': `listen 127.0.0.1:${port}`,
+        '/etc/ssl/certs/example.pem': cert,
+        '/etc/ssl/private/example.key': key,
+        'snippets/sse.conf': SNIPPET,
+        '127.0.0.1:3000': `127.0.0.1:${upstream.port}`,
+      }),
+    );
+    origin = `https://127.0.0.1:${nginx.ports[0]}`;
+  });
+
+  afterAll(async () => {
+    await nginx?.stop();
+    await upstream?.close();
+    if (certDir !== undefined) fs.rmSync(certDir, { recursive: true, force: true });
+  });
+
+  it("releases a quiet sse() stream's head at once over HTTP/2, thanks to the line sse() writes at connect", async () => {
+    const w = await watch(`${origin}/quiet`, { ms: 1500, http2: true });
+    expect(w.status).toBe(200);
+    expect(w.headMs).toBeLessThan(PROMPT_MS);
+  });
+
+  it('holds the head of a stream that flushes its head but writes no body byte (the control)', async () => {
+    const w = await watch(`${origin}/head-only`, { ms: 2000, http2: true });
+    expect(w.headMs).toBeUndefined();
+  });
+
+  it('the doctor negotiates HTTP/2 as a browser does, sees the held head and names nginx over HTTP/2; with --http1.1 it does not', async () => {
+    const h2 = await doctor(`${origin}/head-only`, { durationMs: 1000, insecure: true, proxy: false });
+    // Negotiated by ALPN, so known although no response head came.
+    expect(h2.main.protocol).toBe('HTTP/2');
+    expect(h2.main.headersMs).toBeUndefined();
+    const finding = diagnose(h2).findings.find((f) => f.culprit === 'no-response');
+    expect(finding?.fix).toMatch(/nginx over HTTP\/2 sends the head only with the first body byte/);
+    const h1 = await doctor(`${origin}/head-only`, { durationMs: 1000, insecure: true, proxy: false, http1: true });
+    expect(h1.main).toMatchObject({ protocol: 'HTTP/1.1', status: 200 });
+    const quiet = await doctor(`${origin}/quiet`, { durationMs: 1000, insecure: true, proxy: false });
+    expect(quiet.main).toMatchObject({ protocol: 'HTTP/2', status: 200 });
+  });
+
+  it('passes the same head-only stream over HTTP/1.1: the hold is HTTP/2 only', async () => {
+    const w = await watch(`${origin}/head-only`, { ms: 2000 });
+    expect(w.headMs).toBeLessThan(PROMPT_MS);
+  });
+});
+
 /** Time to the first event of a GET that offers gzip, or undefined when none came within `timeoutMs`. */
 function firstEvent(target: string, timeoutMs: number): Promise<{ firstEventMs?: number; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
@@ -156,68 +220,4 @@ function firstEvent(target: string, timeoutMs: number): Promise<{ firstEventMs?:
       reject(error);
     });
   });
-}
-
-interface Nginx {
-  ports: number[];
-  stop(): Promise<void>;
-}
-
-/** Free ports on 127.0.0.1, for a child process that cannot report which port it bound. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => listen(() => {})));
-  await Promise.all(servers.map((s) => s.close()));
-  return servers.map((s) => s.port);
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-  });
-}
-
-/** nginx in the foreground as one process, with its config, pid, logs and temp files in a temp folder. */
-async function startNginx(binary: string, servers: (ports: number[]) => string): Promise<Nginx> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-nginx-'));
-  const ports = await freePorts(2);
-  const conf = path.join(dir, 'nginx.conf');
-  const temp = (name: string): string => `${name}_temp_path "${path.join(dir, name)}";`;
-  fs.writeFileSync(
-    conf,
-    `master_process off;
-     pid "${path.join(dir, 'nginx.pid')}";
-     error_log "${path.join(dir, 'error.log')}" warn;
-     events { worker_connections 64; }
-     http {
-       access_log off;
-       ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(temp).join('\n')}
-       ${servers(ports)}
-     }\n`,
-  );
-  let stderr = '';
-  const child = spawn(binary, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      // SIGTERM is nginx's fast shutdown; SIGQUIT would wait for the open streams to end.
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(killer);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  for (let attempt = 0; attempt < 50; attempt++) {
-    if (child.exitCode !== null) break;
-    if ((await Promise.all(ports.map(canConnect))).every(Boolean)) return { ports, stop };
-    await sleep(100);
-  }
-  const log = fs.existsSync(path.join(dir, 'error.log')) ? fs.readFileSync(path.join(dir, 'error.log'), 'utf8') : '';
-  await stop();
-  throw new Error(`nginx did not start: ${stderr}${log}`);
 }

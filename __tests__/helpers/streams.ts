@@ -1,5 +1,6 @@
 // Event-stream routes for the doctor and proxy suites: a hand-written one, as found in the wild, and sse-guard's.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type Express } from 'express';
 import { sse, type SseOptions } from '../../src/index';
 
 export interface NaiveOptions {
@@ -48,4 +49,30 @@ export function guardedSse(options: SseOptions = {}, interval = 200) {
     },
     { probe: true, ...options },
   );
+}
+
+/**
+ * A hand-written route that sends its head (flushHeaders) and then no body byte until `after` ms,
+ * the way sse() did before it wrote a line at connect: the control for proxies that hold the head.
+ */
+export function headOnly(after = 60_000) {
+  return (_req: IncomingMessage, res: ServerResponse): void => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+    res.flushHeaders();
+    const timer = setTimeout(() => res.write('data: late\n\n'), after);
+    res.on('close', () => clearTimeout(timer));
+  };
+}
+
+/** The routes the proxy suites put behind each proxy. */
+export function proxiedRoutes(): Express {
+  const app = express();
+  app.get('/events', guardedSse());
+  // A quiet stream: nothing after the connect line but its heartbeat (off here, so only the connect line counts).
+  app.get('/quiet', sse(() => {}, { heartbeat: false }));
+  app.get('/head-only', headOnly());
+  app.get('/naive', naiveSse());
+  // A quiet stream with the heartbeat given in ms, no probe: what an idle timeout sees.
+  app.get('/heartbeat/:ms', (req, res, next) => sse(() => {}, { heartbeat: Number(req.params.ms) })(req, res, next));
+  return app;
 }

@@ -3,10 +3,15 @@
 import { parseArgs } from 'node:util';
 import { count, diagnose, ms, type Diagnosis, type Level } from './diagnose.js';
 import type { DoctorResult, Sample } from './doctor.js';
+import { maskUrl } from './transport.js';
 
 const USAGE = `Usage: sse-guard doctor <url> [--duration 10s] [--json] [--header 'Name: value']...
+                          [--proxy <url>] [--insecure] [--http1.1]
 
 Connects to an event stream as a browser does, samples it, and reports what holds it back.
+  --proxy <url>  go through this proxy; by default HTTPS_PROXY / HTTP_PROXY, except for NO_PROXY hosts
+  --insecure     accept a certificate that cannot be verified (self-signed, private CA)
+  --http1.1      speak HTTP/1.1 even where the server offers HTTP/2
 Exit codes: 0 healthy, 1 problems found, 2 could not connect (or bad arguments).`;
 
 const EXIT_CODES = { healthy: 0, problems: 1, unreachable: 2 } as const;
@@ -23,19 +28,33 @@ function parseDuration(text: string): number {
   return value;
 }
 
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Any control character but tab: CR or LF would split the request, the others are refused by servers.
+const BAD_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+
 function parseHeaders(lines: readonly string[]): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const line of lines) {
     const colon = line.indexOf(':');
-    if (colon <= 0) throw new UsageError(`--header takes 'Name: value', got "${line}".`);
-    headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    const name = line.slice(0, colon).trim();
+    const value = line.slice(colon + 1).trim();
+    if (colon <= 0 || !TOKEN.test(name)) throw new UsageError(`--header takes 'Name: value' with a name of letters, digits and -, got ${JSON.stringify(line)}.`);
+    if (BAD_VALUE.test(value)) throw new UsageError(`--header ${name}: the value may not contain control characters such as CR or LF, got ${JSON.stringify(value)}.`);
+    headers[name] = value;
   }
   return headers;
 }
 
+function parseProxy(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  if (url?.protocol !== 'http:') throw new UsageError(`--proxy takes an http:// proxy URL such as http://proxy.example:3128, got "${maskUrl(text)}".`);
+  return text;
+}
+
 function parseUrl(text: string | undefined): URL {
   const url = URL.canParse(text ?? '') ? new URL(text!) : undefined;
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`expected an http(s) URL, got "${text ?? ''}".`);
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`expected an http(s) URL, got ${JSON.stringify(maskUrl(text ?? ''))}.`);
   return url;
 }
 
@@ -67,6 +86,8 @@ function progressPrinter(): { update(phase: 'main' | 'control', s: Readonly<Samp
 function report(result: DoctorResult, diagnosis: Diagnosis): string {
   const sampled = (s: Sample): string => `${ms(s.elapsedMs)} with Accept-Encoding: ${s.acceptEncoding}`;
   const lines = [`sse-guard doctor ${result.url}`];
+  const { proxy, protocol } = result.main;
+  lines.push(`${proxy === undefined ? 'no proxy' : `through the proxy ${proxy}`}${protocol === undefined ? '' : `, ${protocol}`}`);
   if (result.main.connected) lines.push(`sampled ${sampled(result.main)}${result.control === undefined ? '' : `, then ${sampled(result.control)}`}`);
   lines.push('');
   const width = Math.max(...diagnosis.checks.map((c) => c.name.length));
@@ -88,6 +109,9 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       header: { type: 'string', short: 'H', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h', default: false },
+      proxy: { type: 'string' },
+      insecure: { type: 'boolean', default: false },
+      'http1.1': { type: 'boolean', default: false },
     },
   });
   if (values.help) {
@@ -99,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
   const url = parseUrl(target);
   const durationMs = parseDuration(values.duration);
   const headers = parseHeaders(values.header);
+  const proxy = parseProxy(values.proxy);
 
   // eventsource-parser is an optional peer of the package, needed by the doctor only.
   let doctor: typeof import('./doctor.js').doctor;
@@ -110,7 +135,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const progress = progressPrinter();
-  const result = await doctor(url, { durationMs, headers, onProgress: progress.update });
+  const result = await doctor(url, { durationMs, headers, proxy, insecure: values.insecure, http1: values['http1.1'], onProgress: progress.update });
   progress.done();
   const diagnosis = diagnose(result);
   const exitCode = EXIT_CODES[diagnosis.verdict];

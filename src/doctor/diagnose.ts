@@ -1,6 +1,7 @@
 // `sse-guard doctor`, the judging half, pure: samples in; a verdict per header and timing, and a
 // diagnosis that names each culprit and its fix, out.
 import type { DoctorResult, Sample } from './doctor.js';
+import { ADVICE, IDLE_LIMITS as LAYER_IDLE_LIMITS, layersOf, type Layer } from './layers.js';
 
 export type Level = 'ok' | 'info' | 'warn' | 'fail';
 
@@ -23,7 +24,10 @@ export type Culprit =
   | 'no-response'
   | 'late-headers'
   | 'silence'
-  | 'heartbeat';
+  | 'heartbeat'
+  | 'idle-cut'
+  | 'hard-cut'
+  | 'long-line';
 
 /** One plain-language finding: what goes wrong, and what fixes it. */
 export interface Finding {
@@ -42,7 +46,7 @@ export interface Diagnosis {
 
 /** How the stream's bytes reached the client, and the arrivals that show it. */
 export interface Delivery {
-  kind: 'prompt' | 'held' | 'bursty' | 'silent' | 'no-headers';
+  kind: 'prompt' | 'held' | 'bursty' | 'clumped' | 'silent' | 'no-headers';
   evidence: string;
 }
 
@@ -53,6 +57,8 @@ const BURST_MS = 20;
 const BURST_SIZE = 3;
 // A server that waited this long before its headers does not flush them at connect.
 const LATE_HEADERS_MS = 1000;
+// On one machine a probe comment takes a few ms; a median this high means a layer waits to fill packets.
+const CLUMP_DELAY_MS = 50;
 const IDLE_LIMITS = [
   { ms: 60_000, who: 'load balancers (60 s, e.g. AWS ALB)' },
   { ms: 100_000, who: 'CDNs (100 s, e.g. Cloudflare)' },
@@ -80,20 +86,23 @@ function encodingOf(s: Sample): string | undefined {
   return value === undefined || value === '' || value === 'identity' ? undefined : value;
 }
 
-function nginxIn(...samples: Array<Sample | undefined>): string | undefined {
-  for (const s of samples) {
-    for (const header of [s?.headers.server, s?.headers.via]) if (header !== undefined && /nginx/i.test(header)) return header;
-  }
-  return undefined;
+/** The nginx layer's header value, for the messages written for nginx before other layers were known. */
+function nginxIn(layers: Layer[]): string | undefined {
+  return layers.find((l) => l.product === 'nginx')?.evidence.replace(/^[^:]*: /, '');
+}
+
+/** The advice of every recognised layer for one kind of trouble, as sentences. */
+function adviceFor(layers: Layer[], kind: keyof (typeof ADVICE)[keyof typeof ADVICE]): string[] {
+  return layers.flatMap((l) => (ADVICE[l.product][kind] === undefined ? [] : [ADVICE[l.product][kind]!]));
 }
 
 /** The largest delay a probe comment saw: absolute on one machine, relative to the quickest probe across two clocks. */
-function probeLag(s: Sample): { worst: number; text: string } | undefined {
+function probeLag(s: Sample): { worst: number; median?: number; text: string } | undefined {
   const delays = s.arrivals.flatMap((a) => (a.delay === undefined ? [] : [a.delay]));
   if (delays.length === 0) return undefined;
   const min = Math.min(...delays);
   const max = Math.max(...delays);
-  if (s.loopback) return { worst: max, text: `max ${ms(max)}, median ${ms(median(delays))} over ${delays.length} probes (same machine)` };
+  if (s.loopback) return { worst: max, median: median(delays), text: `max ${ms(max)}, median ${ms(median(delays))} over ${delays.length} probes (same machine)` };
   return { worst: max - min, text: `spread ${ms(max - min)} over ${delays.length} probes (two clocks, so only the spread counts)` };
 }
 
@@ -119,14 +128,31 @@ function bursts(s: Sample): Burst[] {
   return found;
 }
 
+/**
+ * Events that come out in twos and threes, at a multiple of their spacing: a layer that waits for more
+ * data before sending a small packet on (HAProxy without option http-no-delay).
+ */
+function clumping(s: Sample): string | undefined {
+  const events = s.arrivals.filter((a) => a.kind === 'event').map((a) => a.at);
+  const spacing = gaps(events);
+  if (spacing.length < 5) return undefined;
+  const together = spacing.filter((g) => g <= BURST_MS).length;
+  const apart = spacing.filter((g) => g > BURST_MS);
+  // Events written a second or more apart that come in pairs are the server's batches, not a proxy's.
+  if (together * 3 < spacing.length || median(apart) < 100 || median(apart) >= HOLD_MS) return undefined;
+  return `${together} of ${spacing.length} events arrived within ${BURST_MS} ms of the one before, the others ${ms(median(apart))} apart`;
+}
+
 /** How the sample's stream was delivered, from the strongest evidence it holds. */
 export function deliveryOf(s: Sample): Delivery {
   if (s.headersMs === undefined) return { kind: 'no-headers', evidence: `no response headers within ${ms(s.elapsedMs)}` };
   const probe = probeLag(s);
   if (probe !== undefined) {
-    return probe.worst >= HOLD_MS
-      ? { kind: 'held', evidence: `probe comments arrived up to ${ms(probe.worst)} after the server wrote them` }
-      : { kind: 'prompt', evidence: `every probe comment arrived within ${ms(probe.worst)} of being written` };
+    if (probe.worst >= HOLD_MS) return { kind: 'held', evidence: `probe comments arrived up to ${ms(probe.worst)} after the server wrote them` };
+    if ((probe.median ?? 0) >= CLUMP_DELAY_MS) {
+      return { kind: 'clumped', evidence: `probe comments arrived a median ${ms(probe.median!)} after being written, on one machine: something waits to fill packets` };
+    }
+    return { kind: 'prompt', evidence: `every probe comment arrived within ${ms(probe.worst)} of being written` };
   }
   const items = s.arrivals;
   const first = items[0];
@@ -142,6 +168,8 @@ export function deliveryOf(s: Sample): Delivery {
     const more = found.length > 1 ? ` (${found.length} such bursts)` : '';
     return { kind: 'bursty', evidence: `${count} events and comments arrived within ${ms(spanMs)} after ${ms(silenceMs)} of silence${more}` };
   }
+  const clumped = clumping(s);
+  if (clumped !== undefined) return { kind: 'clumped', evidence: clumped };
   if (first === undefined) {
     const undecoded = s.rawBytes > 0 && s.decodedBytes === 0 ? `; the ${s.rawBytes} compressed bytes that came decode to nothing` : '';
     return { kind: 'silent', evidence: `no event or comment in ${ms(s.elapsedMs - s.headersMs)} after the headers${undecoded}` };
@@ -274,7 +302,7 @@ function timingChecks(s: Sample, delivery: Delivery): Check[] {
   const connect = s.connectMs ?? 0;
   const events = s.arrivals.filter((a) => a.kind === 'event').map((a) => a.at);
   const spacing = gaps(events);
-  const deliveryLevel: Record<Delivery['kind'], Level> = { prompt: 'ok', held: 'fail', bursty: 'warn', silent: 'warn', 'no-headers': 'fail' };
+  const deliveryLevel: Record<Delivery['kind'], Level> = { prompt: 'ok', held: 'fail', bursty: 'warn', clumped: 'warn', silent: 'warn', 'no-headers': 'fail' };
   const headersLate = s.headersMs !== undefined && s.headersMs - connect > LATE_HEADERS_MS;
   const checks: Check[] = [
     s.headersMs === undefined
@@ -297,34 +325,39 @@ function timingChecks(s: Sample, delivery: Delivery): Check[] {
     },
   ];
   const probe = probeLag(s);
-  if (probe !== undefined) checks.push({ name: 'hop delay', level: probe.worst >= HOLD_MS ? 'fail' : 'ok', value: probe.text });
+  if (probe !== undefined) checks.push({ name: 'hop delay', level: probe.worst >= HOLD_MS ? 'fail' : delivery.kind === 'clumped' ? 'warn' : 'ok', value: probe.text });
   checks.push(heartbeatCheck(s));
   return checks;
 }
 
-function compressionFinding(main: Sample, delivery: Delivery, nginx: string | undefined): Finding {
+function compressionFinding(main: Sample, delivery: Delivery, layers: Layer[]): Finding {
   const how = main.headersMs === undefined ? 'not even the headers arrived' : delivery.evidence;
   const inApp =
     'In the application, set `Cache-Control: no-transform` before the first byte, so that compression skips the stream, ' +
     'or flush the compressor after every event (res.flush()); sse() does either by itself.';
-  const inNginx = "In nginx, send `X-Accel-Buffering: no` from the upstream, or set `gzip off` in the stream's location.";
+  const nginx = nginxIn(layers);
+  const named = adviceFor(layers, 'compression');
   return {
     culprit: 'compression',
     level: 'fail',
     problem:
       `Compression holds the stream: asked for "${main.acceptEncoding}" as a browser does, ${how}; asked for no compression, the events came promptly.` +
-      (nginx === undefined
+      (layers.length === 0
         ? " No proxy shows in the responses, so it is likely the application's compression (such as the compression middleware)."
-        : ` The responses come from ${nginx}: check its gzip settings (gzip_types text/event-stream) first, then the application's compression.`),
-    fix: nginx === undefined ? inApp : `${inNginx} ${inApp}`,
+        : nginx !== undefined
+          ? ` The responses come from ${nginx}: check its gzip settings (gzip_types text/event-stream) first, then the application's compression.`
+          : ` The responses come through ${layers.map((l) => l.product).join(', ')}: check its compression first, then the application's.`),
+    fix: [...named, inApp].join(' '),
   };
 }
 
-function deliveryFindings(main: Sample, delivery: Delivery, control: Delivery | undefined, nginx: string | undefined): Finding[] {
+function deliveryFindings(main: Sample, delivery: Delivery, control: Sample | undefined, layers: Layer[]): Finding[] {
+  const controlDelivery = control === undefined ? undefined : deliveryOf(control);
+  const named = adviceFor(layers, 'buffering');
   const holder =
-    nginx === undefined
-      ? ' A reverse proxy or CDN in front, or the server\'s own framework, holds it.'
-      : ` The response comes from ${nginx}, which holds a proxied stream with its default proxy_http_version 1.0, or with gzip on.`;
+    layers.length === 0
+      ? " A reverse proxy or CDN in front, or the server's own framework, holds it."
+      : ` The response comes through ${layers.map((l) => `${l.product} (${l.evidence})`).join(', ')}.${named.length === 0 ? '' : ` ${named.join(' ')}`}`;
   switch (delivery.kind) {
     case 'held':
       return [{ culprit: 'buffering', level: 'fail', problem: `Something buffers the stream: ${delivery.evidence}.${holder}`, fix: BUFFER_FIX }];
@@ -337,25 +370,45 @@ function deliveryFindings(main: Sample, delivery: Delivery, control: Delivery | 
           fix: BUFFER_FIX,
         },
       ];
-    case 'no-headers':
+    case 'clumped':
+      return [
+        {
+          culprit: 'buffering',
+          level: 'warn',
+          problem: `Events arrive clumped: ${delivery.evidence}. A layer waits for more data before it sends a small packet on.`,
+          // HAProxy leaves no header of its own: it is named whenever no other layer explains the clumping.
+          fix: named.length > 0 ? named.join(' ') : `${ADVICE.HAProxy.buffering!} Other proxies: turn off their output buffering for the stream.`,
+        },
+      ];
+    case 'no-headers': {
+      // Only a second sample that got no headers either rules compression out.
+      const both = control !== undefined && control.headersMs === undefined;
+      // Without headers there is no fingerprint; over HTTP/2, nginx is the usual holder.
+      const held = [
+        ...(main.protocol === 'HTTP/2' && !layers.some((l) => l.product === 'nginx') ? [ADVICE.nginx.headHeld!] : []),
+        ...(main.protocol === 'HTTP/2' || layers.some((l) => l.product === 'Caddy') ? adviceFor(layers, 'headHeld') : []),
+      ];
       return [
         {
           culprit: 'no-response',
           level: 'fail',
           problem:
-            `No response headers within ${ms(main.elapsedMs)}${control === undefined ? '' : ', with or without compression'}: either the server writes nothing until its first event, ` +
-            'or a proxy holds the whole response, headers included (nginx does with its default proxy_http_version 1.0, or with gzip on).',
+            `No response headers within ${ms(main.elapsedMs)}${both ? ', with or without compression' : ''}: either the server writes nothing until its first event, ` +
+            'or a layer holds the whole response, headers included (nginx does with its default proxy_http_version 1.0, or with gzip on; ' +
+            'nginx over HTTP/2 and Caddy with `encode` hold the head until the first body byte).',
           fix:
-            'Flush the headers as soon as the stream opens (res.flushHeaders(); sse() does), and send `X-Accel-Buffering: no` for nginx. ' +
+            (held.length > 0 ? `${held.join(' ')} ` : '') +
+            'Flush the headers and write a comment line (":") as soon as the stream opens (sse() does), and send `X-Accel-Buffering: no` for nginx. ' +
             'Run the doctor against the application itself, without the proxy, to tell the two apart.',
         },
       ];
+    }
     case 'silent':
       return [
         {
           culprit: 'silence',
           level: 'warn',
-          problem: `Nothing but headers: ${delivery.evidence}${control?.kind === 'silent' ? ', with or without compression' : ''}. Either the server had nothing to send, or a buffer holds it.`,
+          problem: `Nothing but headers: ${delivery.evidence}${controlDelivery?.kind === 'silent' ? ', with or without compression' : ''}. Either the server had nothing to send, or a buffer holds it.`,
           fix: 'Enable sse({ probe: true }) on the route: the doctor then gets a timestamped comment every 250 ms and tells the two apart. Or sample for longer.',
         },
       ];
@@ -364,33 +417,95 @@ function deliveryFindings(main: Sample, delivery: Delivery, control: Delivery | 
   }
 }
 
+/**
+ * A stream that broke after its headers: an idle cut when it had been quiet for a while (a timeout
+ * longer than the heartbeat), a hard cut when events were still flowing (a bound on the whole response).
+ */
+function cutFinding(main: Sample, layers: Layer[]): Finding {
+  const at = main.endMs ?? main.elapsedMs;
+  const times = [main.headersMs!, ...main.arrivals.map((a) => a.at)].filter((t) => t <= at);
+  const last = Math.max(...times);
+  const quiet = at - last;
+  const spacing = gaps(times);
+  const idle = quiet >= HOLD_MS && (spacing.length < 2 || quiet > 3 * median(spacing));
+  const named = adviceFor(layers, 'cut');
+  if (idle) {
+    const limit = layers.flatMap((l) => (LAYER_IDLE_LIMITS[l.product] === undefined ? [] : [`${l.product}'s ${LAYER_IDLE_LIMITS[l.product]!.what}`]));
+    const heartbeat =
+      main.heartbeat === undefined
+        ? `No heartbeat came in those ${ms(quiet)}: the stream's heartbeat, if any, is slower than this idle limit.`
+        : main.heartbeat === false
+          ? 'The server says its heartbeat is off.'
+          : `The server's heartbeat is every ${ms(main.heartbeat)}, ${main.heartbeat >= quiet ? 'longer than this idle limit' : 'shorter than that, so a layer in between holds or drops the heartbeat comments'}.`;
+    const suggestion = Math.max(1000, Math.floor(quiet / 2000) * 1000);
+    return {
+      culprit: 'idle-cut',
+      level: 'fail',
+      problem:
+        `The stream was cut after being quiet for ${ms(quiet)} (${ms(at)} after the request): an idle cut, by a layer that drops connections quiet for about ${ms(quiet)}` +
+        `${limit.length > 0 ? ` (${limit.join(', ')})` : ''}. ${heartbeat}`,
+      fix: `Send a heartbeat well inside that limit, such as sse({ heartbeat: ${suggestion} }), or raise the layer's idle timeout.${named.length === 0 ? '' : ` ${named.join(' ')}`}`,
+    };
+  }
+  return {
+    culprit: 'hard-cut',
+    level: 'fail',
+    problem: `The stream was cut ${ms(at)} after the request (${main.error}) while it was not quiet: the last item came ${ms(quiet)} before. Not an idle timeout, but a bound on the whole response, or a crash.`,
+    fix:
+      named.length > 0
+        ? named.join(' ')
+        : "Look for a limit on the response's total time: Varnish's send_timeout, Envoy's route timeout (15 s by default), a load balancer's request timeout, request-timeout middleware; or the server's logs for a crash.",
+  };
+}
+
 function verdict(checks: Check[], findings: Finding[]): Diagnosis {
   const failed = checks.some((c) => c.level === 'fail') || findings.some((f) => f.level === 'fail');
   return { verdict: failed ? 'problems' : 'healthy', checks, findings };
 }
 
 /** Judges a doctor result: one check per header and timing, and the findings that explain them. */
+/** Why the doctor got no response, and what to try. */
+function unreachable(main: Sample): Diagnosis {
+  const via = main.proxy === undefined ? '' : ` through the proxy ${main.proxy}`;
+  const fix = main.tlsError
+    ? 'The certificate could not be verified. For a self-signed or private-CA certificate, point NODE_EXTRA_CA_CERTS at the CA\'s PEM file ' +
+      '(NODE_EXTRA_CA_CERTS=ca.pem npx sse-guard doctor …), or run with --insecure to sample the stream without checking it; browsers need the CA installed too.'
+    : main.proxy === undefined
+      ? 'Check the URL, that the server is running, and that this machine can reach it.'
+      : 'Check the URL, that the proxy and the server are running, and that the proxy may reach the server; --proxy overrides the proxy, NO_PROXY exempts hosts.';
+  return {
+    verdict: 'unreachable',
+    checks: [{ name: 'connection', level: 'fail', value: main.error ?? 'failed' }],
+    findings: [
+      {
+        culprit: 'connection',
+        level: 'fail',
+        problem: main.tlsError
+          ? `TLS failed${via}: ${main.error}.`
+          : main.connected
+            ? `The connection broke before any response${via}: ${main.error}.`
+            : `Could not connect${via}: ${main.error}.`,
+        fix,
+      },
+    ],
+  };
+}
+
+/** Judges a doctor result: one check per header and timing, and the findings that explain them. */
 export function diagnose({ main, control }: DoctorResult): Diagnosis {
-  if (main.status === undefined && (!main.connected || main.error !== undefined)) {
-    return {
-      verdict: 'unreachable',
-      checks: [{ name: 'connection', level: 'fail', value: main.error ?? 'failed' }],
-      findings: [
-        {
-          culprit: 'connection',
-          level: 'fail',
-          problem: main.connected ? `The connection broke before any response: ${main.error}.` : `Could not connect: ${main.error}.`,
-          fix: 'Check the URL, that the server is running, and that this machine can reach it.',
-        },
-      ],
-    };
-  }
+  if (main.status === undefined && (!main.connected || main.error !== undefined)) return unreachable(main);
   const checks: Check[] = [];
   const findings: Finding[] = [];
   const delivery = deliveryOf(main);
   const controlDelivery = control === undefined ? undefined : deliveryOf(control);
   const compressionHolds = delivery.kind !== 'prompt' && controlDelivery?.kind === 'prompt';
-  const nginx = nginxIn(main, control);
+  const layers = layersOf(main, control);
+
+  checks.push({
+    name: 'layers',
+    level: 'info',
+    value: layers.length === 0 ? 'none recognised' : layers.map((l) => `${l.product} (${l.evidence})`).join(', '),
+  });
 
   // When the browser-like request got no headers at all, the uncompressed one shows what the server sends.
   const shown = main.headersMs !== undefined ? main : control?.headersMs !== undefined ? control : undefined;
@@ -405,24 +520,42 @@ export function diagnose({ main, control }: DoctorResult): Diagnosis {
       findings.push(statusFinding(shown, shown.headersMs! - (shown.connectMs ?? 0)));
       return verdict(checks, findings);
     }
-    checks.push(...headerChecks(shown, delivery, compressionHolds, nginx, findings));
+    checks.push(...headerChecks(shown, delivery, compressionHolds, nginxIn(layers), findings));
   }
   const timings = timingChecks(main, delivery);
   checks.push(...timings);
-  if (main.error !== undefined) {
+  if (main.longLine !== undefined) {
+    findings.push({
+      culprit: 'long-line',
+      level: 'fail',
+      problem: `A line grew past ${count(main.longLine, 'character')} without a line break; the doctor stopped reading there. EventSource would keep buffering it and dispatch nothing.`,
+      fix: 'End every field with a newline and keep events small: send a large payload as several events (sse() writes each data line of a value with its own "data:").',
+    });
+  } else if (main.error?.startsWith('cannot decode')) {
     findings.push({
       culprit: 'connection',
       level: 'fail',
       problem: `The stream stopped ${ms(main.elapsedMs)} after the request: ${main.error}.`,
-      fix: main.error.startsWith('cannot decode')
-        ? 'Send the stream uncompressed (Cache-Control: no-transform), or in an encoding the client offered.'
-        : "Something cut the stream: a server or proxy timeout (server.timeout, nginx's proxy_read_timeout, a load balancer's idle limit), " +
-          "request-timeout middleware, or a crash. sse() disarms the server's own timeouts and sends heartbeats; check the logs for the rest.",
+      fix: 'Send the stream uncompressed (Cache-Control: no-transform), or in an encoding the client offered.',
     });
+  } else if (main.error !== undefined && main.headersMs !== undefined) {
+    findings.push(cutFinding(main, layers));
   }
 
-  if (compressionHolds) findings.push(compressionFinding(main, delivery, nginx));
-  else findings.push(...deliveryFindings(main, delivery, controlDelivery, nginx));
+  const encoding = encodingOf(main);
+  const named = adviceFor(layers, 'compression');
+  // The application asked for no compression, and a layer known to ignore that compressed anyway.
+  if (!compressionHolds && encoding !== undefined && named.length > 0 && /no-transform/i.test(main.headers['cache-control'] ?? '')) {
+    findings.push({
+      culprit: 'compression',
+      level: 'warn',
+      problem: `The stream arrives compressed (${encoding}) although it says Cache-Control: no-transform: ${layers.map((l) => l.product).join(' or ')} ignores it. It works while that layer flushes every event, and each open stream keeps a compressor.`,
+      fix: named.join(' '),
+    });
+  }
+  if (compressionHolds) findings.push(compressionFinding(main, delivery, layers));
+  // A line that never ended explains the silence: no delivery finding on top.
+  else if (main.longLine === undefined) findings.push(...deliveryFindings(main, delivery, control, layers));
   const headers = timings.find((c) => c.name === 'time to headers');
   if (headers?.level === 'fail' && main.headersMs !== undefined && !compressionHolds) {
     findings.push({

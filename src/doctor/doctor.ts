@@ -1,11 +1,10 @@
 // `sse-guard doctor`, the sampling half: connects like a browser's EventSource and records when
 // the headers, every byte and every event arrived. Judging the record is diagnose.ts's job.
-import http from 'node:http';
-import https from 'node:https';
 import zlib from 'node:zlib';
 import { createParser } from 'eventsource-parser';
 import { needsControl } from './diagnose.js';
 import { parseProbe, PROBE_HEADER } from '../guards/probe.js';
+import { chooseProxy, maskUrl, request, type TransportOptions } from './transport.js';
 
 /** What browsers offer; `compression` answers it with br, which holds even the headers. */
 export const BROWSER_ENCODINGS = 'gzip, deflate, br';
@@ -42,8 +41,16 @@ export interface Sample {
   arrivals: Arrival[];
   /** The heartbeat setting an sse({ probe: true }) server announced. */
   heartbeat?: number | false;
-  /** The start of a body that is not an event stream (an error page, say). */
+  /** The start of a body that is not an event stream (an error page, say), control characters removed. */
   bodyStart?: string;
+  /** The protocol of the response: HTTP/1.1, HTTP/1.0 or HTTP/2. */
+  protocol?: string;
+  /** The proxy the request went through (password masked) and where it was configured. */
+  proxy?: string;
+  /** The error was a TLS failure (an unverifiable certificate, say). */
+  tlsError?: boolean;
+  /** The length of the line that made the doctor stop, when one grew past {@link MAX_LINE_CHARS}. */
+  longLine?: number;
 }
 
 /** The browser-like sample, and a second one without compression when the first looked held. */
@@ -53,7 +60,7 @@ export interface DoctorResult {
   control?: Sample;
 }
 
-export interface DoctorOptions {
+export interface DoctorOptions extends TransportOptions {
   durationMs: number;
   /** Extra request headers; they override the browser-like defaults. */
   headers?: Record<string, string>;
@@ -62,6 +69,8 @@ export interface DoctorOptions {
 }
 
 const BODY_START_CHARS = 300;
+/** A line longer than this is not an event stream a browser would get through; EventSource has no bound, the doctor does. */
+export const MAX_LINE_CHARS = 1 << 20;
 const LOOPBACK = /^(?:127\.|::1$|::ffff:127\.)/;
 
 function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {
@@ -79,6 +88,10 @@ function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliD
   }
 }
 
+/** Control characters (C0, DEL, C1) that a terminal would act on; a server's text is shown without them. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+export const printable = (text: string): string => text.replace(CONTROL, ' ');
+
 /** One request, sampled for `durationMs` or until the server ends it. Never rejects. */
 export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'control' = 'main'): Promise<Sample> {
   const headers: Record<string, string> = {
@@ -89,9 +102,13 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
     connection: 'keep-alive',
     'user-agent': 'sse-guard-doctor',
     [PROBE_HEADER.toLowerCase()]: '1',
+    host: url.host,
   };
+  // Credentials in the URL go as Basic authorization, as the URL parser of a browser or fetch would send them.
+  if (url.username !== '') headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
   for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
   if (phase === 'control') headers['accept-encoding'] = 'identity';
+  const proxy = chooseProxy(url, options.proxy);
   const start = performance.now();
   const now = (): number => Math.round((performance.now() - start) * 10) / 10;
   const s: Sample = {
@@ -104,6 +121,7 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
     rawBytes: 0,
     decodedBytes: 0,
     arrivals: [],
+    ...(proxy === undefined ? {} : { proxy: `${maskUrl(proxy.url)} (${proxy.source})` }),
   };
   const progress = (): void => {
     s.elapsedMs = now();
@@ -129,8 +147,6 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
   });
 
   return new Promise<Sample>((resolve) => {
-    const request = url.protocol === 'https:' ? https.request : http.request;
-    const req = request(url, { headers, agent: false });
     let decoder: ReturnType<typeof decoderFor>;
     let done = false;
     const finish = (error?: string): void => {
@@ -138,65 +154,85 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
       done = true;
       clearTimeout(deadline);
       clearInterval(ticker);
-      if (error !== undefined) s.error = error;
+      if (error !== undefined) s.error = printable(error);
       if (!s.connected) s.error ??= `no connection within ${options.durationMs} ms`;
       s.elapsedMs = now();
       decoder?.destroy();
-      req.destroy();
+      close();
       resolve(s);
     };
     const deadline = setTimeout(finish, options.durationMs);
     const ticker = setInterval(progress, 250);
 
-    req.on('socket', (socket) => {
-      socket.once('connect', () => {
+    const close = request(url, headers, proxy, options, {
+      onConnect(remoteAddress) {
         s.connected = true;
         s.connectMs = now();
-        s.loopback = LOOPBACK.test(socket.remoteAddress ?? '');
-      });
+        // Through a proxy, the probe's clock is the server's, not the proxy's: only loopback all the way is one clock.
+        s.loopback = LOOPBACK.test(remoteAddress ?? '') && (proxy === undefined || LOOPBACK.test(url.hostname));
+      },
+      onProtocol(protocol) {
+        s.protocol = protocol;
+      },
+      onError(message, tls) {
+        if (tls) s.tlsError = true;
+        finish(message);
+      },
+      onResponse(res) {
+        s.headersMs = now();
+        s.status = res.status;
+        s.statusText = res.statusText === undefined ? undefined : printable(res.statusText);
+        s.protocol = res.protocol;
+        for (const [name, value] of Object.entries(res.headers)) s.headers[name] = printable(value);
+        progress();
+        const isStream = /^\s*text\/event-stream\s*(?:;|$)/i.test(s.headers['content-type'] ?? '');
+        const encoding = (s.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+        decoder = decoderFor(encoding);
+        if (decoder === undefined && encoding !== 'identity') return finish(`cannot decode Content-Encoding ${encoding}`);
+        // Decodes UTF-8 across chunk boundaries and drops a leading BOM, as EventSource does.
+        const text = new TextDecoder();
+        let lineChars = 0;
+        const onDecoded = (chunk: Buffer): void => {
+          if (done) return;
+          s.decodedBytes += chunk.length;
+          const str = text.decode(chunk, { stream: true });
+          if (!isStream) {
+            if ((s.bodyStart ?? '').length < BODY_START_CHARS) s.bodyStart = printable((s.bodyStart ?? '') + str).slice(0, BODY_START_CHARS);
+            return;
+          }
+          // The parser keeps an unfinished line whole: bound it, or a stream without newlines grows without end.
+          const lastBreak = Math.max(str.lastIndexOf('\n'), str.lastIndexOf('\r'));
+          lineChars = lastBreak === -1 ? lineChars + str.length : str.length - lastBreak - 1;
+          if (lineChars > MAX_LINE_CHARS) {
+            s.longLine = lineChars;
+            return finish(`a line grew past ${MAX_LINE_CHARS} characters without a line break`);
+          }
+          parser.feed(str);
+        };
+        const onEnd = (): void => {
+          s.endMs = now();
+          finish();
+        };
+        res.body.on('data', (chunk: Buffer) => {
+          s.firstByteMs ??= now();
+          s.rawBytes += chunk.length;
+          if (decoder === undefined) onDecoded(chunk);
+          else decoder.write(chunk);
+        });
+        if (decoder === undefined) {
+          res.body.on('end', onEnd);
+        } else {
+          decoder.on('data', onDecoded);
+          decoder.on('end', onEnd);
+          decoder.on('error', (err) => finish(`cannot decode the ${encoding} body: ${err.message}`));
+          res.body.on('end', () => decoder?.end());
+        }
+        res.body.on('error', () => {
+          s.endMs ??= now();
+          finish('the connection was cut before the response ended');
+        });
+      },
     });
-    req.on('error', (err: NodeJS.ErrnoException) => finish(err.code === undefined || err.message.includes(err.code) ? err.message : `${err.code}: ${err.message}`));
-    req.on('response', (res) => {
-      s.headersMs = now();
-      s.status = res.statusCode;
-      s.statusText = res.statusMessage;
-      for (const [name, value] of Object.entries(res.headers)) {
-        if (value !== undefined) s.headers[name] = Array.isArray(value) ? value.join(', ') : value;
-      }
-      progress();
-      const isStream = /^\s*text\/event-stream\s*(?:;|$)/i.test(s.headers['content-type'] ?? '');
-      const encoding = (s.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-      decoder = decoderFor(encoding);
-      if (decoder === undefined && encoding !== 'identity') return finish(`cannot decode Content-Encoding ${encoding}`);
-      // Decodes UTF-8 across chunk boundaries and drops a leading BOM, as EventSource does.
-      const text = new TextDecoder();
-      const onDecoded = (chunk: Buffer): void => {
-        s.decodedBytes += chunk.length;
-        const str = text.decode(chunk, { stream: true });
-        if (isStream) parser.feed(str);
-        else if ((s.bodyStart ?? '').length < BODY_START_CHARS) s.bodyStart = ((s.bodyStart ?? '') + str).slice(0, BODY_START_CHARS);
-      };
-      const onEnd = (): void => {
-        s.endMs = now();
-        finish();
-      };
-      res.on('data', (chunk: Buffer) => {
-        s.firstByteMs ??= now();
-        s.rawBytes += chunk.length;
-        if (decoder === undefined) onDecoded(chunk);
-        else decoder.write(chunk);
-      });
-      if (decoder === undefined) {
-        res.on('end', onEnd);
-      } else {
-        decoder.on('data', onDecoded);
-        decoder.on('end', onEnd);
-        decoder.on('error', (err) => finish(`cannot decode the ${encoding} body: ${err.message}`));
-        res.on('end', () => decoder?.end());
-      }
-      res.on('error', () => finish('the connection was cut before the response ended'));
-    });
-    req.end();
   });
 }
 
@@ -208,5 +244,5 @@ export async function doctor(url: string | URL, options: DoctorOptions): Promise
   const target = new URL(url);
   const main = await sample(target, options);
   const control = needsControl(main) ? await sample(target, options, 'control') : undefined;
-  return { url: target.href, main, control };
+  return { url: maskUrl(target), main, control };
 }
