@@ -1,7 +1,7 @@
 // One open event stream: writes, backpressure, heartbeat and close.
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
+import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
 import { counters, drainStream, open, type Registered } from './registry.js';
 import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
 import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from '../core/types.js';
@@ -63,7 +63,7 @@ type Response = ServerResponse & { flush?: () => void };
  * An open Server-Sent Events stream (`res.sse`, or the handler form's first argument).
  * Generic over an event map, so that `send({ event: 'tick', data })` is type-checked.
  */
-export class SseStream<M extends EventMap = AnyEvents> implements Registered {
+export class SseStream<M extends EventMap = AnyEvents> implements Registered, Beating {
   /** The `Last-Event-ID` request header, when the client sent a non-empty one. */
   readonly lastEventId: string | undefined;
 
@@ -73,7 +73,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
   // Made on first use of `signal`: aborting one costs a DOMException with its stack trace, which
   // every close would otherwise pay (a third of shutdown() with thousands of streams open).
   #controller: AbortController | undefined;
-  readonly #beat: Beating;
+  /** @internal Written since the heartbeat's last tick. */
+  [active] = true;
   // Behind an active compressor each event must be pushed through it (res.flush()).
   readonly #flushEach: boolean;
   // Bytes handed to a compressor while the socket was backed up: they sit in zlib, where the
@@ -92,13 +93,12 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     this.#flushEach = flushEach;
     const header = req.headers['last-event-id'];
     this.lastEventId = typeof header === 'string' && header !== '' ? header : undefined;
-    this.#beat = { active: true, beat: () => this.comment() };
 
     res.on('close', this.#onResponseClose);
     // HTTP/2 streams share one socket: there the response's own 'drain' is the signal.
     (this.#socket ?? res).on('drain', this.#onSocketDrain);
     open.add(this);
-    if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this.#beat);
+    if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
     if (res.destroyed) this[closeWith]('client');
   }
@@ -200,9 +200,14 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
       res.write(bytes);
       if (this.#flushEach) res.flush?.();
     }
-    this.#beat.active = true;
+    this[active] = true;
     if (isEvent) counters.eventsSent++;
     return this.bufferedBytes < highWaterMark;
+  }
+
+  /** @internal */
+  [beat](): void {
+    this.comment();
   }
 
   /** @internal Closes the stream as a slow consumer once its buffered bytes plus `held` pass maxBufferedBytes; false then. */
@@ -222,7 +227,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
     open.delete(this);
-    if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this.#beat);
+    if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     (this.#socket ?? this.#res).off('drain', this.#onSocketDrain);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
