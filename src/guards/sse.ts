@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
+import { sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
 import { startProbe } from './probe.js';
 import { counters, registry } from '../stream/registry.js';
@@ -52,7 +53,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     (options.padding > 0 ? `:${' '.repeat(options.padding - 2)}\n` : '') +
     (options.retry === undefined ? '' : serializeRetry(options.retry)) ||
     serializeComment();
-  const cacheControl = options.compression === 'bypass' ? 'no-cache, no-transform' : 'no-cache';
+  const head = streamHead(options.compression === 'bypass' ? 'no-cache, no-transform' : 'no-cache', options.headers);
 
   return function sseGuard(req, res, next) {
     // 1. Too late for an event stream once a status and headers went out.
@@ -90,14 +91,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     // 3 and 4. Headers, flushed now so that the client's `open` fires at once. In 'bypass' mode
     // `no-transform` makes compression pass the response through; it decides inside writeHead.
     const compressionLayer = hasCompressionLayer(res);
-    res.statusCode = 200;
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    res.setHeader('Cache-Control', cacheControl);
-    res.setHeader('X-Accel-Buffering', 'no');
-    // Hop-by-hop headers are forbidden on HTTP/2.
-    if (req.httpVersionMajor === 1) res.setHeader('Connection', 'keep-alive');
-    for (const [name, value] of Object.entries(options.headers)) res.setHeader(name, value);
-    res.flushHeaders();
+    sendHead(res, req.httpVersionMajor === 1 ? head.http1 : head.http2);
 
     const encoding = contentEncoding(res);
     if (compressionLayer) {
