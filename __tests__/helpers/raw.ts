@@ -50,3 +50,18 @@ export function rawHead(port: number, path: string, timeoutMs = 3000): Promise<s
     socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
   });
 }
+
+/** Sends raw request bytes and returns everything the server wrote until it closed or `ms` passed. */
+export function exchange(port: number, request: string, ms = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    const timer = setTimeout(() => socket.destroy(), ms);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+  });
+}
