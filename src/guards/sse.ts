@@ -4,10 +4,11 @@ import { SseGuardError } from '../core/errors.js';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
 import { sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
+import { probePassThrough } from './passthrough.js';
 import { startProbe } from './probe.js';
 import { counters, registry } from '../stream/registry.js';
 import { serializeComment, serializeRetry } from '../stream/serialize.js';
-import { closeWith, SseStream, writeFrame, type StreamSettings } from '../stream/stream.js';
+import { closeWith, passThroughWrite, SseStream, writeFrame, type StreamSettings } from '../stream/stream.js';
 import { isThenable } from '../core/thenable.js';
 import type { AnyEvents, EventMap, SseOptions } from '../core/types.js';
 
@@ -117,7 +118,13 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
 
     // 6. The preamble, then hand over the stream.
     const stream = new SseStream<M>(req, res, settings, encoding !== undefined);
-    stream[writeFrame](preamble, false);
+    // Compression that passed the stream through: its first write tells whether the later ones may
+    // go around compression's res.write wrapper (only if nothing else wraps it).
+    if (compressionLayer && encoding === undefined && req.httpVersionMajor === 1) {
+      stream[passThroughWrite] = probePassThrough(res, () => stream[writeFrame](preamble, false));
+    } else {
+      stream[writeFrame](preamble, false);
+    }
     if (options.probe) startProbe(stream, req, options.heartbeat);
     if (handler === undefined) {
       (res as ServerResponse & { sse: SseStream }).sse = stream as unknown as SseStream;

@@ -19,6 +19,8 @@ export interface StreamSettings {
 export const writeFrame = Symbol('sse-guard.writeFrame');
 /** Internal: close with a given reason. */
 export const closeWith = Symbol('sse-guard.closeWith');
+/** Internal: a `res.write` wrapper known to only pass writes to Node's own (compression in pass-through). */
+export const passThroughWrite = Symbol('sse-guard.passThroughWrite');
 /** Internal: the slow-consumer rule, also counting bytes held for the stream outside it (a Channel's queue). */
 export const checkBuffered = Symbol('sse-guard.checkBuffered');
 
@@ -75,6 +77,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   #controller: AbortController | undefined;
   /** @internal Written since the heartbeat's last tick. */
   [active] = true;
+  /** @internal Set by sse() behind compression that passed the stream through (guards/passthrough.ts). */
+  [passThroughWrite]: unknown;
   // Behind an active compressor each event must be pushed through it (res.flush()).
   readonly #flushEach: boolean;
   // Bytes handed to a compressor while the socket was backed up: they sit in zlib, where the
@@ -196,8 +200,10 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     const { highWaterMark } = this.#settings;
     const socket = this.#socket;
     // Straight to the socket only where res.write() would do just that: a chunked response that
-    // owns its socket (not one queued behind a pipelined response), with nothing wrapping write().
-    if (socket !== null && res.chunkedEncoding && res.socket === socket && res.write === nativeWrite && socket.writable) {
+    // owns its socket (not one queued behind a pipelined response), with nothing wrapping write()
+    // but a wrapper known to pass writes straight to it.
+    const write = res.write;
+    if (socket !== null && res.chunkedEncoding && res.socket === socket && (write === nativeWrite || write === this[passThroughWrite]) && socket.writable) {
       writeChunk(socket, frame);
     } else {
       const bytes = typeof frame === 'string' ? frame : frame.body;
