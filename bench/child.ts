@@ -23,11 +23,16 @@ export class Child {
     });
     this.#exited = new Promise((_, reject) => {
       this.#process.once('exit', (code, signal) => {
-        const why = code === 97 ? `could not raise the open-file limit to ${fileLimit} (ulimit -n)` : `exited (${signal ?? code})`;
+        const why =
+          code === 97
+            ? `could not raise the open-file limit to ${fileLimit} (ulimit -n): raising the hard limit (ulimit -Hn) needs CAP_SYS_RESOURCE; ask for fewer sockets`
+            : `exited (${signal ?? code})`;
         reject(new Error(`${path.basename(script)} ${why}`));
       });
     });
     this.#exited.catch(() => undefined);
+    // A message sent after the child died is reported by #exited; without a listener it would crash the runner.
+    this.#process.on('error', () => undefined);
   }
 
   /** The next reply, optionally after sending `message`. */

@@ -13,9 +13,11 @@ import type { BroadcastReport, ClientTask, LatencyReport, MemoryReport, ServerCo
 const PEERS: PeerName[] = [BASELINE, 'sse-guard'];
 const ROUNDS = 10;
 const WARMUP_ROUNDS = 2;
-// Connections per source address: below the kernel's ephemeral port range (about 28k by default),
-// since every connection to the one server port needs its own local port.
-const PORT_SHARE = 0.8;
+// Connections per source address, as a share of the kernel's ephemeral port range (about 28k by
+// default): every connection to the one server port needs its own local port, and bind() (which a
+// source address takes) picks from one half of the range first; past it every bind scans the range,
+// and opening slows to a crawl.
+const PORT_SHARE = 0.4;
 
 interface Kernel {
   /** Kernel slab memory (socket, file and inode objects live here), bytes. */
@@ -58,7 +60,8 @@ interface ScaleResult {
 
 interface Setup {
   clients: number;
-  sources: string[];
+  /** Per peer: a fresh block of addresses, so that no peer opens among the last one's closing ports. */
+  sources: string[][];
   intervalMs: number;
   fileLimit: number;
 }
@@ -67,20 +70,21 @@ function setup(clients: number): Setup {
   check(Number.isSafeInteger(clients) && clients > 0, `--clients must be a positive integer, got ${clients}`);
   const perSource = Math.floor(ephemeralPorts() * PORT_SHARE);
   const count = Math.ceil(clients / perSource);
-  check(count <= 250, `${clients} clients need ${count} source addresses of ${perSource} ports; at most 250 (127.0.0.2-251)`);
+  check(count * PEERS.length <= 250, `${clients} clients need ${count} source addresses of ${perSource} ports per peer; at most 250 in all (127.0.0.2-251)`);
   return {
     clients,
-    sources: Array.from({ length: count }, (_, i) => `127.0.0.${i + 2}`),
+    sources: PEERS.map((_, peer) => Array.from({ length: count }, (_, i) => `127.0.0.${2 + peer * count + i}`)),
     // Room for the broadcast to finish (about 10 µs of CPU per subscriber) and for the client to
     // read it before the next: overlapping rounds would measure a queue, not a broadcast.
     intervalMs: Math.max(200, Math.ceil(clients / 40)),
-    fileLimit: clients + 4096,
+    // One socket per client in each process, plus a few hundred for the rest (stdio, IPC, the listener).
+    fileLimit: clients + 512,
   };
 }
 
 const ask = <T>(child: Child, message: ServerCommand | ClientTask, timeoutMs: number): Promise<T> => child.request<T>(message, timeoutMs);
 
-async function measure(peer: PeerName, s: Setup, client: Child): Promise<ScaleResult> {
+async function measure(peer: PeerName, sources: string[], s: Setup, client: Child): Promise<ScaleResult> {
   const { clients } = s;
   const server = new Child(path.join(__dirname, 'server.ts'), [peer], ['--expose-gc'], s.fileLimit);
   try {
@@ -89,7 +93,7 @@ async function measure(peer: PeerName, s: Setup, client: Child): Promise<ScaleRe
     const before = await ask<MemoryReport>(server, { cmd: 'memory' }, 30_000);
     const kernelBefore = kernel();
     const openStart = Date.now();
-    await ask(client, { task: 'connect', port, clients, sources: s.sources }, 60_000 + clients * 2);
+    await ask(client, { task: 'connect', port, clients, sources }, 60_000 + clients * 2);
     for (let tries = 0; (await ask<number>(server, { cmd: 'subscribers' }, 30_000)) < clients; tries++) {
       check(tries < 200, `${peer}: subscribers never reached ${clients}`);
       await sleep(50);
@@ -124,8 +128,10 @@ async function measure(peer: PeerName, s: Setup, client: Child): Promise<ScaleRe
       kernel: { before: kernelBefore, after: kernelAfter },
     };
   } finally {
-    await ask(client, { task: 'disconnect' }, 60_000).catch(() => undefined);
+    // The server closes first, so that the closing ports wait out TIME_WAIT on its side, not among
+    // the client's source ports.
     await server.stop();
+    await ask(client, { task: 'disconnect' }, 60_000).catch(() => undefined);
   }
 }
 
@@ -163,12 +169,12 @@ export async function scale(run: ScaleRun): Promise<void> {
   const s = setup(Number(run.clients ?? 100_000));
   const machineBefore = run.machine();
   const started = Date.now();
-  console.error(`scale: ${s.clients} streams from ${s.sources.join(', ')}, a broadcast every ${s.intervalMs} ms, open-file limit ${s.fileLimit}`);
+  console.error(`scale: ${s.clients} streams from ${s.sources.map((block) => block.join(', ')).join(' / ')}, a broadcast every ${s.intervalMs} ms, open-file limit ${s.fileLimit}`);
   const client = new Child(path.join(__dirname, 'client.ts'), [], [], s.fileLimit);
   const results = new Map<PeerName, ScaleResult>();
   try {
-    for (const peer of PEERS) {
-      const r = await measure(peer, s, client);
+    for (const [i, peer] of PEERS.entries()) {
+      const r = await measure(peer, s.sources[i]!, s, client);
       results.set(peer, r);
       console.error(`scale ${peer}: ${ROWS.map(([title, value, format]) => `${title.replace(/ [↓↑]$/, '')} ${format(value(r))}`).join(', ')}`);
     }
