@@ -72,6 +72,19 @@ describe.each(expressVersions)('sse() behind compression() in pass-through (%s)'
     expect(socketWrites.get('/alone')).toBe(EVENTS.length);
   });
 
+  test("whatever the app's stack trace limit, which is left as it was", async () => {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      const response = await exchange(srv.port, request('/alone'));
+      expect(Error.stackTraceLimit).toBe(0);
+      expect(response.slice(response.indexOf('\r\n\r\n') + 4)).toBe(chunked);
+      expect(socketWrites.get('/alone')).toBe(EVENTS.length);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  });
+
   test.each(['before', 'after'])('a res.write wrapper mounted %s compression sees every write, and the bytes are the same', async (where) => {
     const response = await exchange(srv.port, request(`/${where}`));
     expect(response).not.toMatch(/content-encoding/i);

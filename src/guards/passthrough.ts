@@ -10,6 +10,8 @@ const nativeSend = (ServerResponse.prototype as unknown as { _send: (...args: un
 // compression's wrapper, by its file: `.../compression/index.js` (any install path, any OS).
 const COMPRESSION_FILE = /[\\/]compression[\\/]index\.js:\d+:\d+\)?$/;
 const NODE_OUTGOING = /\(node:_http_outgoing:\d+:\d+\)$/;
+// The probe, Node's write (two frames in Node 20), compression's, ours, and room for one more in Node's.
+const FRAMES = 8;
 
 /**
  * Runs `write` (a write through `res.write`) once, and answers `res.write` when that call went
@@ -23,7 +25,14 @@ export function probePassThrough(res: ServerResponse, write: () => void): unknow
   // An own property shadows Node's method for this one call; the first piece of the write records
   // the stack and puts Node's method back.
   target._send = function probe(this: unknown, ...args: unknown[]) {
-    stack ??= new Error().stack;
+    if (stack === undefined) {
+      // Enough frames to see past compression's, whatever the app set (0 hides them, a large limit
+      // costs a long string per stream).
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = FRAMES;
+      stack = new Error().stack;
+      Error.stackTraceLimit = limit;
+    }
     delete target._send;
     return nativeSend.apply(this, args);
   };
@@ -33,7 +42,7 @@ export function probePassThrough(res: ServerResponse, write: () => void): unknow
     delete target._send;
   }
   if (stack === undefined || res.write !== wrapper) return undefined;
-  // Frames under the probe: Node's write (one or more frames in _http_outgoing), then the callers.
+  // Frames under the probe: Node's write (one or more frames in _http_outgoing), then its callers.
   const frames = stack.split('\n').slice(2);
   let at = 0;
   while (at < frames.length && NODE_OUTGOING.test(frames[at]!)) at++;
