@@ -61,6 +61,22 @@ describe.each(expressVersions)('sse() behind compression() in pass-through (%s)'
     app.get('/alone', events);
     app.get('/before', events);
     app.get('/after', wrapWrite('after'), events);
+    // Below res.write: a layer that patched the response's _send itself keeps its patch and sees every piece.
+    app.get(
+      '/own-send',
+      (_req, res, next) => {
+        const target = res as unknown as { _send: (...args: unknown[]) => unknown };
+        const send = target._send;
+        let pieces = 0;
+        target._send = function (this: unknown, ...args: unknown[]) {
+          pieces++;
+          seen.set('own-send', [String(pieces)]);
+          return send.apply(this, args);
+        };
+        next();
+      },
+      events,
+    );
     srv = await listen(app);
   });
   afterAll(() => srv.close());
@@ -83,6 +99,14 @@ describe.each(expressVersions)('sse() behind compression() in pass-through (%s)'
     } finally {
       Error.stackTraceLimit = limit;
     }
+  });
+
+  test('a response whose own _send was patched keeps the patch, and every write goes through it', async () => {
+    const response = await exchange(srv.port, request('/own-send'));
+    expect(response.slice(response.indexOf('\r\n\r\n') + 4)).toBe(chunked);
+    // Four pieces per write (preamble and three events), then the end's.
+    expect(Number(seen.get('own-send')![0])).toBeGreaterThanOrEqual(frames.length * 4);
+    expect(socketWrites.get('/own-send')).toBe(EVENTS.length * 4);
   });
 
   test.each(['before', 'after'])('a res.write wrapper mounted %s compression sees every write, and the bytes are the same', async (where) => {

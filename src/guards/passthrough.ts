@@ -21,6 +21,11 @@ const FRAMES = 8;
 export function probePassThrough(res: ServerResponse, write: () => void): unknown {
   const wrapper = res.write;
   const target = res as unknown as { _send?: (...args: unknown[]) => unknown };
+  // Someone's own _send on this response is theirs to keep: write through, as without the probe.
+  if (Object.hasOwn(target, '_send')) {
+    write();
+    return undefined;
+  }
   let stack: string | undefined;
   // An own property shadows Node's method for this one call; the first piece of the write records
   // the stack and puts Node's method back.
