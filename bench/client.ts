@@ -2,6 +2,7 @@
 // the many subscribers of scenario B, which read bare sockets (see subscribe()).
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   nowMicros,
   type ClientTask,
@@ -20,6 +21,8 @@ const STAMP = Buffer.from('t=');
 const DATA = Buffer.from('data:');
 const EMPTY = Buffer.alloc(0);
 const HEAD_END = Buffer.from('\r\n\r\n');
+// The terminating chunk of a chunked response, written on its own by res.end().
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 function open(port: number, path: string, timeoutMs: number): Promise<{ req: ClientRequest; res: IncomingMessage }> {
   return new Promise((resolve, reject) => {
@@ -104,9 +107,9 @@ async function firstEvent(port: number, samples: number): Promise<number[]> {
  * response head it parses no HTTP at all: it only scans the bytes for stamps, which chunked
  * encoding leaves whole since every library writes an event in one piece.
  */
-function subscribe(port: number, timeoutMs: number): Promise<{ socket: Socket; body: Buffer }> {
+function subscribe(port: number, timeoutMs: number, localAddress: string): Promise<{ socket: Socket; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress });
     const timer = setTimeout(() => socket.destroy(new Error(`/subscribe: no response within ${timeoutMs} ms`)), timeoutMs);
     let head = EMPTY;
     const onData = (chunk: Buffer): void => {
@@ -136,14 +139,15 @@ class Subscribers {
   readonly #sockets: Socket[] = [];
   #latencies: number[] = [];
   #received = 0;
+  #ended = 0;
   #onEvent: (() => void) | undefined;
 
-  async connect(port: number, clients: number): Promise<void> {
+  async connect(port: number, clients: number, sources: string[]): Promise<void> {
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < clients) {
-        next++;
-        const { socket, body } = await subscribe(port, 30_000);
+        const source = sources[next++ % sources.length]!;
+        const { socket, body } = await subscribe(port, 30_000, source);
         this.#sockets.push(socket);
         this.#listen(socket, body);
       }
@@ -156,8 +160,13 @@ class Subscribers {
     socket.on('error', () => undefined);
     // The stamp may straddle two reads.
     let tail: Buffer = EMPTY;
+    let ended = false;
     const scan = (chunk: Buffer): void => {
       const receivedAt = nowMicros();
+      if (!ended && chunk.length >= LAST_CHUNK.length && chunk.lastIndexOf(LAST_CHUNK) === chunk.length - LAST_CHUNK.length) {
+        ended = true;
+        this.#ended++;
+      }
       const text = tail.length === 0 ? chunk : Buffer.concat([tail, chunk]);
       let found = false;
       let at = text.indexOf(STAMP);
@@ -197,8 +206,15 @@ class Subscribers {
     return report;
   }
 
+  /** Waits, polling, until every subscriber's response ended or `timeoutMs` passed; how many did. */
+  async ended(timeoutMs: number): Promise<number> {
+    for (let waited = 0; this.#ended < this.#sockets.length && waited < timeoutMs; waited += 50) await sleep(50);
+    return this.#ended;
+  }
+
   disconnect(): void {
     for (const socket of this.#sockets.splice(0)) socket.destroy();
+    this.#ended = 0;
   }
 }
 
@@ -211,9 +227,11 @@ async function run(task: ClientTask): Promise<unknown> {
     case 'first-event':
       return firstEvent(task.port, task.samples);
     case 'connect':
-      return subscribers.connect(task.port, task.clients);
+      return subscribers.connect(task.port, task.clients, task.sources ?? ['127.0.0.1']);
     case 'collect':
       return subscribers.collect(task.rounds, task.timeoutMs);
+    case 'ended':
+      return subscribers.ended(task.timeoutMs);
     case 'disconnect':
       return subscribers.disconnect();
   }

@@ -34,6 +34,8 @@ export interface RunningPeer {
   /** Sends one event to every client of `/subscribe`; a promise when the library settles it later. */
   broadcast(data: string): unknown;
   subscribers(): number;
+  /** Ends every subscriber's response as the library does at shutdown; settles once all finished (`--scale` peers only). */
+  shutdown?(): Promise<unknown>;
 }
 
 /**
@@ -107,6 +109,17 @@ class ByHand implements Stream {
         for (const res of subscribed) res.write(frame);
       },
       subscribers: () => subscribed.size,
+      // As sse-guard's shutdown() does: end every response and wait for its 'close'.
+      shutdown: () =>
+        Promise.all(
+          [...subscribed].map(
+            (res) =>
+              new Promise((resolve) => {
+                res.once('close', resolve);
+                res.end();
+              }),
+          ),
+        ),
     };
   }
 }
@@ -227,6 +240,7 @@ class Guard implements Stream {
       port: await listen(http.createServer(listener)),
       broadcast: (data) => channel.publish({ data }),
       subscribers: () => channel.size,
+      shutdown: () => guard.shutdown(),
     };
   }
 }

@@ -24,7 +24,9 @@ export type ServerCommand =
   | { cmd: 'memory' }
   | { cmd: 'subscribers' }
   /** `warmup` unstamped rounds first, which clients do not time. */
-  | { cmd: 'broadcast'; rounds: number; warmup: number; intervalMs: number };
+  | { cmd: 'broadcast'; rounds: number; warmup: number; intervalMs: number }
+  /** Closes every subscriber's response as the library does at shutdown; answers the µs it took. */
+  | { cmd: 'shutdown' };
 
 export interface MemoryReport {
   rss: number;
@@ -43,14 +45,19 @@ export interface BroadcastReport {
   cpuMicros: number;
   /** Time from each broadcast call until it returned (or its promise settled). */
   loopMicros: number;
+  /** The longest event-loop delay seen over the rounds (perf_hooks, 10 ms resolution). */
+  maxLagMicros: number;
 }
 
 /** Runner to client. */
 export type ClientTask =
   | { task: 'throughput'; port: number; events: number }
   | { task: 'first-event'; port: number; samples: number }
-  | { task: 'connect'; port: number; clients: number }
+  /** `sources`: local addresses to connect from, in turn (each has its own ~28k ephemeral ports). */
+  | { task: 'connect'; port: number; clients: number; sources?: string[] }
   | { task: 'collect'; rounds: number; timeoutMs: number }
+  /** How many subscribers saw their response end (the terminating chunk), waiting up to `timeoutMs` for all. */
+  | { task: 'ended'; timeoutMs: number }
   | { task: 'disconnect' };
 
 export interface ThroughputReport {

@@ -1,16 +1,17 @@
-// `npm run bench [-- --quick] [-- --cpu-prof] [-- --peers=a,b] [-- --scenarios=AD|BC]`: every peer
+// `npm run bench [-- --quick] [-- --cpu-prof] [-- --peers=a,b] [-- --scenarios=AD|BC] [-- --scale]`: every peer
 // against a bare node:http server, each server in its own process, one at a time, driven by one
 // client process over 127.0.0.1. Prints Markdown tables of ratios against the bare server and
 // writes every figure to bench/results/. See bench/README.md.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Child } from './child';
 import { BASELINE, peers, type PeerName } from './peers';
 import { pipeScenario, pipeTable, type PipeResult } from './pipe';
 import { historyBench } from './history';
-import type { BroadcastReport, ClientTask, LatencyReport, MemoryReport, Reply, ServerCommand, ThroughputReport } from './protocol';
+import { scale } from './scale';
+import type { BroadcastReport, ClientTask, LatencyReport, MemoryReport, ServerCommand, ThroughputReport } from './protocol';
 
 const ROOT = path.join(__dirname, '..');
 const RESULTS = path.join(__dirname, 'results');
@@ -33,45 +34,6 @@ const config = quick
   : { events: 200_000, fanout: [1000, 5000], rounds: 20, intervalMs: 100, firstSamples: 200, repeats: { single: 3, fanout: 2 } };
 
 const WARMUP_ROUNDS = 3;
-
-/** A child process answering one message at a time; every wait has a deadline. */
-class Child {
-  readonly #process: ChildProcess;
-  readonly #exited: Promise<never>;
-
-  constructor(script: string, args: string[], execArgv: string[]) {
-    // Thousands of sockets per process: lift the soft fd limit to the hard one in a shell first.
-    this.#process = spawn(
-      '/bin/sh',
-      ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, ...process.execArgv, ...execArgv, script, ...args],
-      { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-    );
-    this.#exited = new Promise((_, reject) => {
-      this.#process.once('exit', (code, signal) => reject(new Error(`${path.basename(script)} exited (${signal ?? code})`)));
-    });
-    this.#exited.catch(() => undefined);
-  }
-
-  /** The next reply, optionally after sending `message`. */
-  request<T>(message: ServerCommand | ClientTask | undefined, timeoutMs: number): Promise<T> {
-    const reply = new Promise<T>((resolve, reject) => {
-      this.#process.once('message', (answer: Reply<T>) => (answer.ok ? resolve(answer.value) : reject(new Error(answer.error))));
-    });
-    if (message !== undefined) this.#process.send(message);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer to ${JSON.stringify(message)} within ${timeoutMs} ms`)), timeoutMs);
-    });
-    return Promise.race([reply, deadline, this.#exited]).finally(() => clearTimeout(timer));
-  }
-
-  async stop(): Promise<void> {
-    if (this.#process.exitCode !== null || this.#process.signalCode !== null) return;
-    const exited = new Promise((resolve) => this.#process.once('exit', resolve));
-    this.#process.kill();
-    await exited;
-  }
-}
 
 let client: Child;
 
@@ -273,6 +235,8 @@ async function main(): Promise<void> {
   fs.mkdirSync(RESULTS, { recursive: true });
   fs.rmSync(BUILD_COPY, { recursive: true, force: true });
   fs.cpSync(BUILD, BUILD_COPY, { recursive: true });
+  // 100k idle streams: its own runner (bench/scale.ts), with its own file limits and report.
+  if (args.has('--scale')) return scale({ clients: option('clients'), resultsDir: RESULTS, machine });
   const names = (Object.keys(peers) as PeerName[]).filter((name) => name === BASELINE || only === undefined || only.some((part) => name.includes(part)));
   const results = new Map<PeerName, PeerResult>(names.map((name) => [name, { throughput: [], firstEventMs: [], fanout: {} }]));
   let pipe: PipeResult[] = [];

@@ -1,5 +1,6 @@
 // A server process: one peer, listening on 127.0.0.1, measured from inside on the runner's command.
 // Started by run.ts with --expose-gc; argv[2] names the peer.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import v8 from 'node:v8';
 import { peers, type PeerName, type RunningPeer } from './peers';
@@ -26,6 +27,8 @@ async function broadcast(peer: RunningPeer, rounds: number, warmup: number, inte
     await peer.broadcast(PAYLOAD);
     await sleep(intervalMs);
   }
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   const cpuStart = process.cpuUsage();
   let loopMicros = 0;
   for (let round = 0; round < rounds; round++) {
@@ -37,7 +40,8 @@ async function broadcast(peer: RunningPeer, rounds: number, warmup: number, inte
   }
   await sleep(SETTLE_MS);
   const cpu = process.cpuUsage(cpuStart);
-  return { cpuMicros: cpu.user + cpu.system, loopMicros };
+  lag.disable();
+  return { cpuMicros: cpu.user + cpu.system, loopMicros, maxLagMicros: lag.max / 1000 };
 }
 
 async function answer(peer: RunningPeer, message: ServerCommand): Promise<unknown> {
@@ -52,6 +56,12 @@ async function answer(peer: RunningPeer, message: ServerCommand): Promise<unknow
       return peer.subscribers();
     case 'broadcast':
       return broadcast(peer, message.rounds, message.warmup, message.intervalMs);
+    case 'shutdown': {
+      const start = nowMicros();
+      if (peer.shutdown === undefined) throw new Error('this peer has no shutdown');
+      await peer.shutdown();
+      return nowMicros() - start;
+    }
   }
 }
 

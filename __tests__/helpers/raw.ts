@@ -50,3 +50,40 @@ export function rawRequest(port: number, request: Buffer | string): Promise<RawE
     socket.once('error', reject);
   });
 }
+
+/** The response head, byte for byte as it came off the socket (to count header lines); fails after `timeoutMs`. */
+export function rawHead(port: number, path: string, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const timer = setTimeout(() => socket.destroy(new Error(`no response head within ${timeoutMs} ms`)), timeoutMs);
+    let seen = '';
+    socket.on('data', (chunk: Buffer) => {
+      seen += chunk.toString('latin1');
+      const end = seen.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(seen.slice(0, end));
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+  });
+}
+
+/** Sends raw request bytes and returns everything the server wrote until it closed or `ms` passed. */
+export function exchange(port: number, request: string, ms = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    const timer = setTimeout(() => socket.destroy(), ms);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+  });
+}

@@ -2,11 +2,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
+import { sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
+import { probePassThrough } from './passthrough.js';
 import { startProbe } from './probe.js';
 import { counters, registry } from '../stream/registry.js';
 import { serializeComment, serializeRetry } from '../stream/serialize.js';
-import { closeWith, SseStream, writeFrame, type StreamSettings } from '../stream/stream.js';
+import { closeWith, passThroughWrite, SseStream, writeFrame, type StreamSettings } from '../stream/stream.js';
 import { isThenable } from '../core/thenable.js';
 import type { AnyEvents, EventMap, SseOptions } from '../core/types.js';
 
@@ -52,7 +54,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     (options.padding > 0 ? `:${' '.repeat(options.padding - 2)}\n` : '') +
     (options.retry === undefined ? '' : serializeRetry(options.retry)) ||
     serializeComment();
-  const cacheControl = options.compression === 'bypass' ? 'no-cache, no-transform' : 'no-cache';
+  const head = streamHead(options.compression === 'bypass' ? 'no-cache, no-transform' : 'no-cache', options.headers);
 
   return function sseGuard(req, res, next) {
     // 1. Too late for an event stream once a status and headers went out.
@@ -90,15 +92,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     // 3 and 4. Headers, flushed now so that the client's `open` fires at once. In 'bypass' mode
     // `no-transform` makes compression pass the response through; it decides inside writeHead.
     const compressionLayer = hasCompressionLayer(res);
-    res.statusCode = 200;
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    res.setHeader('Cache-Control', cacheControl);
-    res.setHeader('X-Accel-Buffering', 'no');
-    // Hop-by-hop headers are forbidden on HTTP/2. An HTTP/1.0 response has no chunked framing: its
-    // body ends when the connection closes, so the connection cannot be kept alive.
-    if (req.httpVersionMajor === 1) res.setHeader('Connection', req.httpVersionMinor === 0 ? 'close' : 'keep-alive');
-    for (const [name, value] of Object.entries(options.headers)) res.setHeader(name, value);
-    res.flushHeaders();
+    sendHead(res, req.httpVersionMajor !== 1 ? head.http2 : req.httpVersionMinor === 0 ? head.http10 : head.http1);
 
     const encoding = contentEncoding(res);
     if (compressionLayer) {
@@ -124,7 +118,13 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
 
     // 6. The preamble, then hand over the stream.
     const stream = new SseStream<M>(req, res, settings, encoding !== undefined);
-    stream[writeFrame](preamble, false);
+    // Compression that passed the stream through: its first write tells whether the later ones may
+    // go around compression's res.write wrapper (only if nothing else wraps it).
+    if (compressionLayer && encoding === undefined && req.httpVersionMajor === 1) {
+      stream[passThroughWrite] = probePassThrough(res, () => stream[writeFrame](preamble, false));
+    } else {
+      stream[writeFrame](preamble, false);
+    }
     if (options.probe) startProbe(stream, req, options.heartbeat);
     if (handler === undefined) {
       (res as ServerResponse & { sse: SseStream }).sse = stream as unknown as SseStream;

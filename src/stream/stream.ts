@@ -1,7 +1,7 @@
 // One open event stream: writes, backpressure, heartbeat and close.
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
+import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
 import { decodeLastEventId } from './last-event-id.js';
 import { counters, drainStream, open, type Registered } from './registry.js';
 import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
@@ -23,6 +23,8 @@ export interface StreamSettings {
 export const writeFrame = Symbol('sse-guard.writeFrame');
 /** Internal: close with a given reason. */
 export const closeWith = Symbol('sse-guard.closeWith');
+/** Internal: a `res.write` wrapper known to only pass writes to Node's own (compression in pass-through). */
+export const passThroughWrite = Symbol('sse-guard.passThroughWrite');
 /** Internal: the slow-consumer rule, also counting bytes held for the stream outside it (a Channel's queue). */
 export const checkBuffered = Symbol('sse-guard.checkBuffered');
 
@@ -70,7 +72,7 @@ const READY_POLL_MS = 5;
  * An open Server-Sent Events stream (`res.sse`, or the handler form's first argument).
  * Generic over an event map, so that `send({ event: 'tick', data })` is type-checked.
  */
-export class SseStream<M extends EventMap = AnyEvents> implements Registered {
+export class SseStream<M extends EventMap = AnyEvents> implements Registered, Beating {
   /** The `Last-Event-ID` request header, when the client sent a non-empty one. */
   readonly lastEventId: string | undefined;
 
@@ -80,14 +82,19 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
   // Made on first use of `signal`: aborting one costs a DOMException with its stack trace, which
   // every close would otherwise pay (a third of shutdown() with thousands of streams open).
   #controller: AbortController | undefined;
-  readonly #beat: Beating;
+  /** @internal Written since the heartbeat's last tick. */
+  [active] = true;
+  /** @internal Set by sse() behind compression that passed the stream through (guards/passthrough.ts). */
+  [passThroughWrite]: unknown;
   // Behind an active compressor each event must be pushed through it (res.flush()).
   readonly #flushEach: boolean;
   // Bytes handed to a compressor while the socket was backed up: they sit in zlib, where the
   // socket's counters cannot see them.
   #inCompressor = 0;
   #closeReason: CloseReason | undefined;
-  #listeners: Array<(reason: CloseReason) => void> = [];
+  // Made on the first listener and copied on each change, at the exact length: push() into an empty
+  // array reserves 17 slots, ~150 bytes for the one listener a Channel adds to each of its streams.
+  #listeners: ReadonlyArray<(reason: CloseReason) => void> | undefined;
   #ready: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #poll: NodeJS.Timeout | undefined;
@@ -100,13 +107,12 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     this.#flushEach = flushEach;
     const header = req.headers['last-event-id'];
     this.lastEventId = typeof header === 'string' && header !== '' ? decodeLastEventId(header) : undefined;
-    this.#beat = { active: true, beat: () => this.comment() };
 
     res.on('close', this.#onResponseClose);
     // HTTP/2 streams share one socket: there the response's own 'drain' is the signal.
     (this.#socket ?? res).on('drain', this.#onSocketDrain);
     open.add(this);
-    if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this.#beat);
+    if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
     if (res.destroyed) this[closeWith]('client');
   }
@@ -202,18 +208,21 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     this[closeWith]('server');
   }
 
-  /** Registers a listener for the one `'close'` event, told the reason. */
+  /** Registers a listener for the one `'close'` event, told the reason; `this` is the stream, as with an EventEmitter. */
   on(event: 'close', listener: (reason: CloseReason) => void): this {
     if (event !== 'close') return this;
     const reason = this.#closeReason;
-    if (reason === undefined) this.#listeners.push(listener);
-    else queueMicrotask(() => listener(reason));
+    if (reason === undefined) this.#listeners = this.#listeners === undefined ? [listener] : [...this.#listeners, listener];
+    else queueMicrotask(() => listener.call(this, reason));
     return this;
   }
 
   /** Removes a `'close'` listener. */
   off(event: 'close', listener: (reason: CloseReason) => void): this {
-    if (event === 'close') this.#listeners = this.#listeners.filter((fn) => fn !== listener);
+    if (event === 'close' && this.#listeners !== undefined) {
+      const left = this.#listeners.filter((fn) => fn !== listener);
+      this.#listeners = left.length === 0 ? undefined : left;
+    }
     return this;
   }
 
@@ -256,8 +265,10 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     const { highWaterMark } = this.#settings;
     const socket = this.#socket;
     // Straight to the socket only where res.write() would do just that: a chunked response that
-    // owns its socket (not one queued behind a pipelined response), with nothing wrapping write().
-    if (socket !== null && res.chunkedEncoding && res.socket === socket && res.write === nativeWrite && socket.writable) {
+    // owns its socket (not one queued behind a pipelined response), with nothing wrapping write()
+    // but a wrapper known to pass writes straight to it.
+    const write = res.write;
+    if (socket !== null && res.chunkedEncoding && res.socket === socket && (write === nativeWrite || write === this[passThroughWrite]) && socket.writable) {
       writeChunk(socket, frame);
     } else {
       const bytes = typeof frame === 'string' ? frame : frame.body;
@@ -265,9 +276,14 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
       res.write(bytes);
       if (this.#flushEach) res.flush?.();
     }
-    this.#beat.active = true;
+    this[active] = true;
     if (isEvent) counters.eventsSent++;
     return this.bufferedBytes < highWaterMark;
+  }
+
+  /** @internal */
+  [beat](): void {
+    this.comment();
   }
 
   /** @internal Closes the stream as a slow consumer once its buffered bytes plus `held` pass maxBufferedBytes; false then. */
@@ -288,7 +304,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
     open.delete(this);
-    if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this.#beat);
+    if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     (this.#socket ?? this.#res).off('drain', this.#onSocketDrain);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
@@ -297,8 +313,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered {
     clearTimeout(this.#poll);
     this.#wake?.();
     const listeners = this.#listeners;
-    this.#listeners = [];
-    for (const listener of listeners) listener(reason);
+    this.#listeners = undefined;
+    if (listeners !== undefined) for (const listener of listeners) listener.call(this, reason);
   }
 
   /** @internal */
