@@ -10,7 +10,7 @@ import { redisAdapter, type RedisAdapterOptions } from '../src/fanout/redis';
 import { describeWithBinary } from './helpers/binaries';
 import { serveChannel, type ChannelServer } from './helpers/channel';
 import { tcpProxy, type TcpProxy } from './helpers/proxy';
-import { freePort, silentLoss, startRedis, type RedisServer } from './helpers/redis';
+import { compareIds, freePort, silentLoss, startRedis, type RedisServer } from './helpers/redis';
 import { listen, sleep, waitFor } from './helpers/server';
 
 /** One SSE client over node:http, parsed per spec as the bytes arrive. */
@@ -50,12 +50,6 @@ function read(url: string, lastEventId?: string): Promise<Reader> {
 const ids = (events: EventSourceMessage[]): Array<string | undefined> => events.map((e) => e.id);
 const dataOf = (events: EventSourceMessage[]): unknown[] => events.map((e) => JSON.parse(e.data));
 
-function compareIds(a: string, b: string): number {
-  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
-  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
-  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
-  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
-}
 
 // Retries while Redis is coming back; bounded, and fails with the last error.
 async function publishWhenBack(channel: Channel, data: unknown): Promise<string> {

@@ -6,6 +6,7 @@ export const parts = {
   slow: () => import('./slow'),
   faults: () => import('./faults'),
   hostile: () => import('./hostile'),
+  redis: () => import('./redis'),
   shutdown: () => import('./shutdown'),
 } as const;
 

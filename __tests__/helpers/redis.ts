@@ -79,3 +79,11 @@ export function silentLoss(received: readonly Received[], published: readonly st
   }
   return undefined;
 }
+
+/** Orders stream ids (`<ms>-<seq>`) as Redis does: numerically, milliseconds first. */
+export function compareIds(a: string, b: string): number {
+  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
