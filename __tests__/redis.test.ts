@@ -520,6 +520,18 @@ describeWithBinary('redis-server', 'redisAdapter on a link that stops answering'
     expect(await settled(control)).toBe('pending');
   });
 
+  it('closes a channel promptly while its first connection to Redis is still held', async () => {
+    proxy.blackhole();
+    const channel = new Channel({ adapter: redisAdapter({ url: proxied, key: freshKey() }) });
+    const publishing = channel.publish({ data: 'never' });
+    publishing.catch(() => {});
+    await waitFor('the adapter to reach the proxy', () => proxy.accepted >= 2);
+    const started = performance.now();
+    await channel.close();
+    expect(performance.now() - started).toBeLessThan(2500);
+    expect(await settled(publishing)).toBe('rejected');
+  });
+
   it('detects a reader frozen on a silent connection, reconnects, and resumes from its position', async () => {
     const key = freshKey();
     const b = await instance({ url: proxied, key }, 0);
