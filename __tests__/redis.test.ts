@@ -553,7 +553,7 @@ describeWithBinary('redis-server', 'redisAdapter on a link that stops answering'
     await waitFor('the 6 events appended while the reader was frozen', () => reader.events.length >= 7, 15_000);
     const recovered = performance.now() - started;
     expect(ids(reader.events)).toEqual(published);
-    // Found by the socket timeout (5 s without a byte), not by luck.
+    // Found because its XREAD went 5 s without a reply, not by luck.
     expect(recovered).toBeGreaterThan(3000);
     expect(proxy.accepted).toBeGreaterThan(accepted);
     expect(await settled(control)).not.toBe('resolved');

@@ -41,7 +41,7 @@ const REFUSED_PAUSE_MS = 1000;
 // Health checks on every connection the adapter opens. A link that stops answering without closing
 // raises no error: only silence shows it. A socket that neither sends nor receives a byte for
 // SOCKET_TIMEOUT_MS is destroyed and node-redis reconnects. It must outlast an idle XREAD (BLOCK_MS);
-// the PINGs keep an idle writer's healthy link above it, and a PING left unanswered lets it trip.
+// PINGs keep an idle writer's healthy link from reaching it, and a PING left unanswered lets it trip.
 // Writes count as activity too, and node-redis retries (its own command timeouts, the next PING)
 // keep writing: so the adapter also replaces a reader whose XREAD gets no reply for as long.
 const SOCKET_TIMEOUT_MS = BLOCK_MS + 3000;
