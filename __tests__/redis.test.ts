@@ -561,6 +561,25 @@ describeWithBinary('redis-server', 'redisAdapter on a link that stops answering'
     expect(reader.events).toHaveLength(7);
   });
 
+  it("drops an idle writer's silent connection by its health checks, so that the next publish() goes out at once", async () => {
+    const key = freshKey();
+    const b = await instance({ url: proxied, key }, 0);
+    const reader = await b.subscribe();
+    await b.channel.publish({ data: 'before' });
+    await reader.received(1);
+    const accepted = proxy.accepted;
+
+    proxy.blackhole({ newConnections: 'forward' });
+    // Nothing published meanwhile: only the PING left unanswered, then 5 s of silence, show the link is dead.
+    await waitFor('both connections replaced', () => proxy.accepted >= accepted + 2, 12_000);
+    await sleep(500);
+    const started = performance.now();
+    const id = await b.channel.publish({ data: 'after' });
+    // Not the 2 s of a command timing out on the old connection.
+    expect(performance.now() - started).toBeLessThan(1000);
+    await waitFor('the event published after the freeze', () => reader.events.some((e) => e.id === id), 5000);
+  });
+
   it('replaces its writer when commands go unanswered while the app keeps publishing, and publishes again', async () => {
     const key = freshKey();
     const b = await instance({ url: proxied, key }, 0);

@@ -1,7 +1,7 @@
 // A Channel shared by many processes: events live in a Redis stream, so ids are global and any
 // instance can replay what a reconnecting client missed.
 import { setTimeout as delay } from 'node:timers/promises';
-import { createClient, type RedisClientType } from 'redis';
+import { createClient, SocketTimeoutError, type RedisClientType } from 'redis';
 import type { ChannelAdapter, StoredEvent } from './adapter.js';
 import { SseGuardError } from '../core/errors.js';
 
@@ -88,9 +88,33 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message || err.name : String(err);
 }
 
-/** The client options that make node-redis notice a silent link (see SOCKET_TIMEOUT_MS). */
-function healthChecks(socket: object | undefined): { pingInterval: number; socket: object } {
-  return { pingInterval: PING_INTERVAL_MS, socket: { ...socket, socketTimeout: SOCKET_TIMEOUT_MS } };
+// node-redis's own strategy gives up for good after a socket timeout, which would leave the adapter
+// without a connection. (node-redis releases without socketTimeout have no such error, nor timeouts.)
+function timedOut(cause: unknown): boolean {
+  return typeof SocketTimeoutError === 'function' && cause instanceof SocketTimeoutError;
+}
+
+/**
+ * Reconnects after a socket timeout as after any lost connection (node-redis's default back-off:
+ * 50 ms doubling up to 2 s, plus up to 200 ms of jitter); otherwise follows `theirs`, the strategy
+ * of the client the app gave, if any.
+ */
+function reconnectAfterSilence(theirs: unknown): (retries: number, cause: Error) => number | false | Error {
+  return (retries, cause) => {
+    if (!timedOut(cause)) {
+      if (theirs === false || typeof theirs === 'number') return theirs;
+      if (typeof theirs === 'function') return (theirs as (retries: number, cause: Error) => number | false | Error)(retries, cause);
+    }
+    return Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200);
+  };
+}
+
+/** The client options that make node-redis notice a silent link (see SOCKET_TIMEOUT_MS), and come back. */
+function healthChecks(socket: { reconnectStrategy?: unknown } | undefined): { pingInterval: number; socket: object } {
+  return {
+    pingInterval: PING_INTERVAL_MS,
+    socket: { ...socket, socketTimeout: SOCKET_TIMEOUT_MS, reconnectStrategy: reconnectAfterSilence(socket?.reconnectStrategy) },
+  };
 }
 
 /** Settles like `work`, or rejects with `expired()` after `ms`, whichever comes first. */
