@@ -89,7 +89,7 @@ function messageOf(err: unknown): string {
 }
 
 // node-redis's own strategy gives up for good after a socket timeout, which would leave the adapter
-// without a connection. (node-redis releases without socketTimeout have no such error, nor timeouts.)
+// without a connection. The typeof check is for node-redis releases that do not export the error.
 function timedOut(cause: unknown): boolean {
   return typeof SocketTimeoutError === 'function' && cause instanceof SocketTimeoutError;
 }
