@@ -27,7 +27,7 @@ function lossyAdapter(): Lossy {
   return {
     adapter: {
       attach(deliver, history, onLost) {
-        lost = onLost;
+        lost = onLost!;
         return inner.attach(deliver, history, onLost);
       },
       append: (body, id) => inner.append(body, id),

@@ -49,7 +49,7 @@ export function autoIds(sample: string): { idOf: (n: number) => string; range: (
 export function slowReplayAdapter(pause: () => Promise<void>, readHistory: 'before the wait' | 'after the wait'): ChannelAdapter {
   const inner = memoryAdapter();
   return {
-    attach: (deliver, history, lost) => inner.attach(deliver, history, lost),
+    attach: (deliver, history) => inner.attach(deliver, history),
     append: (body, id) => inner.append(body, id),
     close: () => inner.close(),
     async since(lastEventId) {

@@ -231,7 +231,7 @@ export function redisAdapter(urlOrOptions: string | RedisAdapterOptions = {}): C
     reader = follower.withTypeMapping({}) as Commands;
   };
 
-  const follow = async (deliver: (event: StoredEvent) => void, lost: (after: string) => void): Promise<void> => {
+  const follow = async (deliver: (event: StoredEvent) => void, lost: ((after: string) => void) | undefined): Promise<void> => {
     const silence = new Error(`no reply to XREAD within ${SOCKET_TIMEOUT_MS} ms`);
     while (!stop.signal.aborted) {
       const conn = reader!;
@@ -249,7 +249,7 @@ export function redisAdapter(urlOrOptions: string | RedisAdapterOptions = {}): C
           () => silence,
         );
         const entries = reply?.[0]?.messages ?? [];
-        if (entries.length > 0 && from !== '0-0' && kept.length === 0) lost(from);
+        if (entries.length > 0 && from !== '0-0' && kept.length === 0) lost?.(from);
         for (const entry of entries) {
           position = entry.id;
           const event = toStored(entry);
@@ -273,7 +273,7 @@ export function redisAdapter(urlOrOptions: string | RedisAdapterOptions = {}): C
     }
   };
 
-  const start = async (deliver: (event: StoredEvent) => void, lost: (after: string) => void): Promise<void> => {
+  const start = async (deliver: (event: StoredEvent) => void, lost: ((after: string) => void) | undefined): Promise<void> => {
     if (own !== undefined) {
       // The first attempt's outcome, whichever it is (it keeps retrying on its own after a failure).
       const client = own;
