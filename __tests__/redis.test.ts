@@ -1,9 +1,6 @@
 // The Redis adapter against a real redis-server: three app instances over real sockets share one
 // stream (fan-out, global ids, replay on another instance, resync), and survive Redis going away.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import http from 'node:http';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import express from 'express';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
@@ -12,45 +9,9 @@ import { Channel, SseGuardError, sse } from '../src/index';
 import { redisAdapter, type RedisAdapterOptions } from '../src/fanout/redis';
 import { describeWithBinary } from './helpers/binaries';
 import { serveChannel, type ChannelServer } from './helpers/channel';
+import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy';
+import { compareIds, freePort, silentLoss, startRedis, type RedisServer } from './helpers/redis';
 import { listen, sleep, waitFor } from './helpers/server';
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-interface RedisServer {
-  url: string;
-  /** SIGTERM for a clean stop, SIGKILL for a crash. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-async function startRedis(binary: string, port: number): Promise<RedisServer> {
-  const child: ChildProcess = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  // Read to the end, so that its logging never blocks on a full pipe.
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = once(child, 'exit');
-  await Promise.race([
-    waitFor(`redis-server on port ${port}`, () => output.includes('Ready to accept connections'), 10_000),
-    exited.then(([code]) => {
-      throw new Error(`redis-server exited with ${String(code)}:\n${output}`);
-    }),
-  ]);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
-}
 
 /** One SSE client over node:http, parsed per spec as the bytes arrive. */
 interface Reader {
@@ -89,12 +50,6 @@ function read(url: string, lastEventId?: string): Promise<Reader> {
 const ids = (events: EventSourceMessage[]): Array<string | undefined> => events.map((e) => e.id);
 const dataOf = (events: EventSourceMessage[]): unknown[] => events.map((e) => JSON.parse(e.data));
 
-function compareIds(a: string, b: string): number {
-  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
-  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
-  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
-  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
-}
 
 // Retries while Redis is coming back; bounded, and fails with the last error.
 async function publishWhenBack(channel: Channel, data: unknown): Promise<string> {
@@ -139,7 +94,7 @@ interface Instance {
 async function redisChannel(options: string | RedisAdapterOptions, history = 0): Promise<Channel> {
   const adapter = redisAdapter(options);
   let attached: Promise<void> | void = undefined;
-  const channel = new Channel({ history, adapter: { ...adapter, attach: (deliver, size) => (attached = adapter.attach(deliver, size)) } });
+  const channel = new Channel({ history, adapter: { ...adapter, attach: (deliver, size, lost) => (attached = adapter.attach(deliver, size, lost)) } });
   cleanups.push(() => channel.close());
   await attached;
   return channel;
@@ -403,18 +358,253 @@ describeWithBinary('redis-server', 'redisAdapter when Redis fails', (binary) => 
     expect(performance.now() - down).toBeLessThan(1000);
     expect(err).toMatchObject({ code: 'ERR_SSE_ADAPTER', message: expect.stringContaining(redis.url) });
 
+    // The restart lost the stream, and with it the entry each reader had read last: whatever was
+    // appended and lost before the crash, the subscribers cannot know it, so they are told to resync.
     redis = await startRedis(binary, port);
     for (const [n, i] of all.entries()) expected.push(await publishWhenBack(i.channel, 10 + n));
     for (const reader of readers) {
-      const events = await reader.received(7);
-      expect(ids(events)).toEqual(expected);
-      expect(dataOf(events)).toEqual([0, 1, 2, 0, 10, 11, 12]);
+      const events = await reader.received(8);
+      expect(ids(events)).toEqual([...expected.slice(0, 4), undefined, ...expected.slice(4)]);
+      expect(events[4]).toMatchObject({ event: 'resync', data: JSON.stringify({ lastEventId: expected[3] }) });
+      expect(dataOf([...events.slice(0, 4), ...events.slice(5)])).toEqual([0, 1, 2, 0, 10, 11, 12]);
     }
     await sleep(200);
-    for (const reader of readers) expect(reader.events).toHaveLength(7);
+    for (const reader of readers) expect(reader.events).toHaveLength(8);
 
     // The restart lost the stream: an id from before it can only be answered with a resync.
     const late = await all[1]!.subscribe(expected[2]);
     expect((await late.received(1))[0]).toMatchObject({ event: 'resync' });
+  });
+});
+
+describeWithBinary('redis-server', 'redisAdapter on a link that stops answering', (binary) => {
+  let redis: RedisServer;
+  let admin: ReturnType<typeof createClient>;
+  let proxy: TcpProxy;
+  let proxied: string;
+
+  beforeAll(async () => {
+    redis = await startRedis(binary);
+    admin = createClient({ url: redis.url });
+    admin.on('error', () => {});
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin?.close();
+    await redis?.stop();
+  });
+  // A fresh proxy for each test, so that no connection frozen by one is left to the next.
+  beforeEach(async () => {
+    proxy = await tcpProxy(redis.port);
+    proxied = `redis://127.0.0.1:${proxy.port}`;
+    cleanups.push(() => proxy.close());
+  });
+
+  /** A node-redis client through the proxy with its defaults: what the adapter's bounds are compared with. */
+  async function bareClient() {
+    const client = createClient({ url: proxied });
+    client.on('error', () => {});
+    await client.connect();
+    cleanups.push(() => client.destroy());
+    return client;
+  }
+
+  /** Where `promise` stands now. */
+  async function settled(promise: Promise<unknown>): Promise<'pending' | 'resolved' | 'rejected'> {
+    const pending = Symbol('pending');
+    const outcome = await Promise.race([promise.then(() => 'resolved' as const, () => 'rejected' as const), sleep(0).then(() => pending)]);
+    return outcome === pending ? 'pending' : (outcome as 'resolved' | 'rejected');
+  }
+
+  it('resyncs the subscribers of an instance whose reader was held while 3000 entries went past MAXLEN ~ 1000; nothing out of order or twice', async () => {
+    const key = freshKey();
+    const a = await instance({ url: redis.url, key }, 0);
+    const b = await instance({ url: proxied, key }, 0);
+    const onA = await a.subscribe();
+    const onB = await b.subscribe();
+    const published: string[] = [];
+    for (let n = 0; n < 3; n++) published.push(await a.channel.publish({ data: n }));
+    await onB.received(3);
+
+    proxy.blackhole();
+    for (let batch = 0; batch < 30; batch++) {
+      published.push(...(await Promise.all(Array.from({ length: 100 }, (_, n) => a.channel.publish({ data: 3 + batch * 100 + n })))));
+    }
+    published.sort(compareIds);
+    // MAXLEN ~ trims whole nodes: about 1000 entries are left of 3003.
+    expect(await admin.xLen(key)).toBeLessThan(1500);
+    proxy.resume();
+
+    const last = published[published.length - 1]!;
+    await waitFor(`the newest event on B`, () => onB.events.some((e) => e.id === last), 15_000);
+    // The control: the instance that was never held got all of them, in order.
+    expect(ids(await onA.received(published.length))).toEqual(published);
+    expect(silentLoss(onB.events, published)).toBeUndefined();
+    const resyncs = onB.events.filter((e) => e.event === 'resync');
+    expect(resyncs).toHaveLength(1);
+    // Its data names the last event delivered before the gap: the last id this client has.
+    const at = onB.events.indexOf(resyncs[0]!);
+    expect(JSON.parse(resyncs[0]!.data)).toEqual({ lastEventId: onB.events[at - 1]!.id });
+    await sleep(200);
+    expect(onB.events.filter((e) => e.id !== undefined).length).toBeLessThan(1500);
+  });
+
+  it('delivers every event published after a subscriber got its 200 while the instance first reached Redis 300 ms late', async () => {
+    const key = freshKey();
+    const a = await instance({ url: redis.url, key }, 0);
+    // B's first connection is held for 300 ms: its channel exists and serves, but cannot reach Redis.
+    proxy.blackhole();
+    const late = new Channel({ adapter: redisAdapter({ url: proxied, key }) });
+    cleanups.push(() => late.close());
+    const srv = await serveChannel(late);
+    cleanups.push(() => srv.close());
+    const reader = await read(`${srv.url}/events`);
+    cleanups.push(() => reader.close());
+    await waitFor('the subscriber', () => late.size === 1);
+
+    const published: string[] = [];
+    const started = performance.now();
+    let resumed = false;
+    while (performance.now() - started < 600) {
+      if (!resumed && performance.now() - started >= 300) {
+        proxy.resume();
+        resumed = true;
+      }
+      published.push(await a.channel.publish({ data: published.length }));
+      await sleep(10);
+    }
+    const last = published[published.length - 1]!;
+    await waitFor('the newest event', () => reader.events.some((e) => e.id === last), 10_000);
+    // Every one of them, no resync needed: B follows from the moment it was created, not from when Redis first answered.
+    expect(ids(reader.events)).toEqual(published);
+    expect(published.length).toBeGreaterThan(20);
+  });
+
+  it('rejects publish() on a black-holed link within its bound, naming it, where a bare client is still waiting', async () => {
+    const key = freshKey();
+    const b = await instance({ url: proxied, key }, 0);
+    const bare = await bareClient();
+    proxy.blackhole();
+
+    const control = bare.xAdd(key, '*', { body: 'control' });
+    control.catch(() => {});
+    const started = performance.now();
+    const err: unknown = await b.channel.publish({ data: 'into the void' }).catch((e: unknown) => e);
+    const elapsed = performance.now() - started;
+    expect(err).toBeInstanceOf(SseGuardError);
+    expect(err).toMatchObject({ code: 'ERR_SSE_ADAPTER', message: expect.stringContaining('within 2000 ms') });
+    expect((err as Error).message).toContain(proxied);
+    expect(elapsed).toBeGreaterThan(1500);
+    expect(elapsed).toBeLessThan(4000);
+    expect(await settled(control)).toBe('pending');
+  });
+
+  it('closes a channel promptly on a black-holed link, a publish in flight included, where a bare client close() is still waiting', async () => {
+    const key = freshKey();
+    const b = await instance({ url: proxied, key }, 0);
+    const reader = await b.subscribe();
+    const bare = await bareClient();
+    proxy.blackhole();
+
+    const inFlight = b.channel.publish({ data: 'in flight' });
+    inFlight.catch(() => {});
+    void bare.xAdd(key, '*', { body: 'control' }).catch(() => {});
+    const control = bare.close();
+    control.catch(() => {});
+    await sleep(50);
+    const started = performance.now();
+    await b.channel.close();
+    expect(performance.now() - started).toBeLessThan(2500);
+    await reader.ended;
+    expect(await settled(inFlight)).toBe('rejected');
+    expect(await settled(control)).toBe('pending');
+  });
+
+  it('closes a channel promptly while its first connection to Redis is still held', async () => {
+    proxy.blackhole();
+    const channel = new Channel({ adapter: redisAdapter({ url: proxied, key: freshKey() }) });
+    const publishing = channel.publish({ data: 'never' });
+    publishing.catch(() => {});
+    await waitFor('the adapter to reach the proxy', () => proxy.accepted >= 2);
+    const started = performance.now();
+    await channel.close();
+    expect(performance.now() - started).toBeLessThan(2500);
+    expect(await settled(publishing)).toBe('rejected');
+  });
+
+  it('detects a reader frozen on a silent connection, reconnects, and resumes from its position', async () => {
+    const key = freshKey();
+    const b = await instance({ url: proxied, key }, 0);
+    const reader = await b.subscribe();
+    const published = [await b.channel.publish({ data: 0 })];
+    await reader.received(1);
+    // The control: a bare client blocked in XREAD on the same link.
+    const bare = await bareClient();
+    const control = bare.xRead({ key, id: published[0]! }, { BLOCK: 0 });
+    control.catch(() => {});
+    const accepted = proxy.accepted;
+
+    // Existing connections go silent; a new one would get through, as after a failover.
+    proxy.blackhole({ newConnections: 'forward' });
+    const started = performance.now();
+    const [sample] = (await admin.xRange(key, '-', '+', { COUNT: 1 })) ?? [];
+    for (let n = 0; n < 6; n++) published.push(await admin.xAdd(key, '*', sample!.message));
+
+    await waitFor('the 6 events appended while the reader was frozen', () => reader.events.length >= 7, 15_000);
+    const recovered = performance.now() - started;
+    expect(ids(reader.events)).toEqual(published);
+    // Found because its XREAD went 5 s without a reply, not by luck.
+    expect(recovered).toBeGreaterThan(3000);
+    expect(proxy.accepted).toBeGreaterThan(accepted);
+    expect(await settled(control)).not.toBe('resolved');
+    await sleep(200);
+    expect(reader.events).toHaveLength(7);
+  });
+
+  it("drops an idle writer's silent connection by its health checks, so that the next publish() goes out at once", async () => {
+    const key = freshKey();
+    const b = await instance({ url: proxied, key }, 0);
+    const reader = await b.subscribe();
+    await b.channel.publish({ data: 'before' });
+    await reader.received(1);
+    const accepted = proxy.accepted;
+
+    proxy.blackhole({ newConnections: 'forward' });
+    // Nothing published meanwhile: only the PING left unanswered, then 5 s of silence, show the link is dead.
+    await waitFor('both connections replaced', () => proxy.accepted >= accepted + 2, 12_000);
+    await sleep(500);
+    const started = performance.now();
+    const id = await b.channel.publish({ data: 'after' });
+    // Not the 2 s of a command timing out on the old connection.
+    expect(performance.now() - started).toBeLessThan(1000);
+    await waitFor('the event published after the freeze', () => reader.events.some((e) => e.id === id), 5000);
+  });
+
+  it('replaces its writer when commands go unanswered while the app keeps publishing, and publishes again', async () => {
+    const key = freshKey();
+    const b = await instance({ url: proxied, key }, 0);
+    const reader = await b.subscribe();
+    await b.channel.publish({ data: 'before' });
+    await reader.received(1);
+
+    proxy.blackhole({ newConnections: 'forward' });
+    const started = performance.now();
+    const outcomes: Array<string | undefined> = [];
+    let stored: string | undefined;
+    // One publish every 100 ms, as a busy app would: the writes keep the frozen socket from timing out.
+    while (stored === undefined && performance.now() - started < 12_000) {
+      const attempt = b.channel.publish({ data: 'after' });
+      attempt.then(
+        (id) => (stored ??= id),
+        (err: unknown) => outcomes.push((err as SseGuardError).code),
+      );
+      await sleep(100);
+    }
+    expect(stored).toBeDefined();
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(outcomes.length).toBeGreaterThan(0);
+    expect(outcomes.every((code) => code === 'ERR_SSE_ADAPTER')).toBe(true);
+    // The reader, frozen too, comes back by its socket timeout and delivers it.
+    await waitFor('the event published after the writer came back', () => reader.events.some((e) => e.id === stored), 15_000);
   });
 });

@@ -7,6 +7,7 @@ export const parts = {
   faults: () => import('./faults'),
   hostile: () => import('./hostile'),
   review: () => import('./review'),
+  redis: () => import('./redis'),
   shutdown: () => import('./shutdown'),
 } as const;
 

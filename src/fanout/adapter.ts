@@ -16,8 +16,12 @@ export interface ChannelAdapter {
    * Binds the adapter to its channel. `deliver` must then be called once for every event appended
    * by any instance, in the order of the log, and never for an event twice.
    * `history` is how many events the channel asked to keep for replay.
+   * `lost` (always given by a Channel) is for an adapter that finds events it can no longer deliver (a shared log trimmed past
+   * what this instance had read): call it, with the id of the last event delivered, before
+   * delivering the next one. The channel sends its resync event to every subscriber then (or, with
+   * `resyncEvent: false` and for subscribers still catching up, closes them so that they reconnect).
    */
-  attach(deliver: (event: StoredEvent) => void, history: number): void | Promise<void>;
+  attach(deliver: (event: StoredEvent) => void, history: number, lost?: (after: string) => void): void | Promise<void>;
   /** Stores an event and resolves to its id (the adapter assigns one when `id` is undefined). Rejects when it cannot store it. */
   append(body: string, id: string | undefined): Promise<string>;
   /**

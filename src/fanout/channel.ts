@@ -79,7 +79,7 @@ export class Channel<M extends EventMap = AnyEvents> {
     }
     this.#joinTimeout = joinTimeout;
     this.#adapter = options.adapter ?? memoryAdapter();
-    this.#attached = Promise.resolve(this.#adapter.attach(this.#deliver, history));
+    this.#attached = Promise.resolve(this.#adapter.attach(this.#deliver, history, this.#lost));
     // Surfaced by publish(); without this an adapter failing at start would be an unhandled rejection.
     this.#attached.catch(() => {});
   }
@@ -171,6 +171,17 @@ export class Channel<M extends EventMap = AnyEvents> {
       // A client that stops reading while it catches up would otherwise hold every live event here.
       if (!waiting.fetching) s[checkBuffered](waiting.bytes);
     }
+  };
+
+  // The adapter could not deliver some events after `after`: no subscriber may go on as if it had them.
+  readonly #lost = (after: string): void => {
+    const resync = this.#resyncEvent === false ? undefined : sharedFrame(serializeEvent({ event: this.#resyncEvent, data: { lastEventId: after } }));
+    for (const s of this.#live) {
+      if (resync === undefined) s.close();
+      else s[writeFrame](resync, true);
+    }
+    // Their replay ends before the gap and their queue resumes after it: reconnecting sorts that out.
+    for (const s of [...this.#joining.keys()]) s.close();
   };
 
   // A replay can be far larger than maxBufferedBytes: written at once it would get the reconnecting
