@@ -1,24 +1,9 @@
 // The bytes on the socket. Events go to the socket as one pre-framed HTTP/1.1 chunk where res.write()
 // would put exactly those bytes there; everywhere else they go through res.write().
 import express from 'express';
-import net from 'node:net';
 import { sse } from '../src/index';
+import { exchange } from './helpers/raw';
 import { listen, type TestServer } from './helpers/server';
-
-/** Sends raw request bytes and returns everything the server wrote until it closed or `ms` passed. */
-function exchange(port: number, request: string, ms = 1000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
-    const timer = setTimeout(() => socket.destroy(), ms);
-    socket.on('data', (chunk) => chunks.push(chunk));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-  });
-}
 
 const bodyOf = (response: string): string => response.slice(response.indexOf('\r\n\r\n') + 4);
 const get = (path: string, version = '1.1', extra = ''): string =>

@@ -28,3 +28,21 @@ export function stalledClient(port: number, path: string): Promise<StalledClient
     socket.on('error', reject);
   });
 }
+
+/** Sends raw request bytes and returns every byte the server wrote until it closed or `ms` passed. */
+export function exchangeBytes(port: number, request: string, ms = 1000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    const timer = setTimeout(() => socket.destroy(), ms);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+  });
+}
+
+/** exchangeBytes() as UTF-8 text. */
+export const exchange = async (port: number, request: string, ms = 1000): Promise<string> => (await exchangeBytes(port, request, ms)).toString('utf8');

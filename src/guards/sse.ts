@@ -1,6 +1,7 @@
 // The middleware: refuse or disarm what would break the stream, send the headers, hand over the stream.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
+import { claimForSse } from './claim.js';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
 import { resolveOptions } from './options.js';
 import { startProbe } from './probe.js';
@@ -90,6 +91,8 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     // 3 and 4. Headers, flushed now so that the client's `open` fires at once. In 'bypass' mode
     // `no-transform` makes compression pass the response through; it decides inside writeHead.
     const compressionLayer = hasCompressionLayer(res);
+    // guard() leaves this response to sse().
+    claimForSse(res);
     res.statusCode = 200;
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', cacheControl);
