@@ -48,6 +48,10 @@ export class GuardedStream implements Registered, Beating {
   #prev = LF;
   #last = LF;
   #closed = false;
+  // Whether the write() below ours is not Node's own (and so may drop callbacks), and the callbacks
+  // waiting for the socket to drain.
+  readonly #wrapped: boolean;
+  #waiting: Array<() => void> = [];
   // Set when shutdown() or the slow-consumer rule ended the response: later writes are refused.
   #endedByGuard = false;
 
@@ -57,6 +61,7 @@ export class GuardedStream implements Registered, Beating {
     this.#socket = req.httpVersionMajor === 1 ? req.socket : null;
     this.#settings = settings;
     this.#write = res.write as Write;
+    this.#wrapped = this.#write !== (Object.getPrototypeOf(res) as { write?: unknown }).write;
     res.write = this.#watchedWrite as ServerResponse['write'];
   }
 
@@ -66,7 +71,7 @@ export class GuardedStream implements Registered, Beating {
     const res = this.#res;
     if (res.destroyed) return;
     res.on('close', this.#onClose);
-    if (compressed) (this.#socket ?? res).on('drain', this.#onDrain);
+    this.#socket?.on('drain', this.#onDrain);
     open.add(this);
     if (this.#settings.heartbeat !== false) startHeartbeat(this.#settings.heartbeat, this);
   }
@@ -120,9 +125,11 @@ export class GuardedStream implements Registered, Beating {
       this.#prev = a === -1 ? this.#last : a;
       this.#last = b;
     }
-    // Whether a compressor engaged is known only after the first write sent the head, so the callback
-    // is always wrapped: behind compression 1.8, which drops it, it is called here once the chunk was
-    // handed over and flushed; at most once, whichever comes first.
+    // A write() wrapped by another layer may drop the callback: compression 1.8 does whenever it is
+    // given in third place, and always once it compresses. Such a callback is called here once the
+    // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
+    // of the two comes first. The arguments keep their shape: compression hands a second-place
+    // callback on to Node as it is.
     let called = false;
     const once: WriteCallback = (error) => {
       if (called) return;
@@ -130,11 +137,20 @@ export class GuardedStream implements Registered, Beating {
       callback?.(error);
     };
     const backedUp = res.writableNeedDrain;
-    const result = this.#write.call(res, chunk, encoding, callback === undefined ? undefined : once);
+    const result =
+      callback === undefined
+        ? this.#write.call(res, chunk, encoding)
+        : encoding === undefined
+          ? (this.#write as unknown as (chunk: unknown, callback: WriteCallback) => boolean).call(res, chunk, once)
+          : this.#write.call(res, chunk, encoding, once);
     if (this.#compressed) {
-      if (backedUp) this.#inCompressor += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
+      if (backedUp && this.#socket !== null) this.#inCompressor += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
       res.flush?.();
-      if (callback !== undefined) setImmediate(() => once(res.destroyed ? new Error('sse-guard: the response was closed before the chunk was sent.') : null));
+    }
+    if (callback !== undefined && this.#wrapped) {
+      const settle = (): void => once(res.destroyed ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
+      if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
+      else setImmediate(settle);
     }
     this.#checkBuffered();
     return result;
@@ -152,13 +168,21 @@ export class GuardedStream implements Registered, Beating {
 
   readonly #onDrain = (): void => {
     this.#inCompressor = 0;
+    this.#settleWaiting();
   };
+
+  #settleWaiting(): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const settle of waiting) settle();
+  }
 
   readonly #onClose = (): void => {
     if (this.#closed) return;
     this.#closed = true;
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
-    (this.#socket ?? this.#res).off('drain', this.#onDrain);
+    this.#socket?.off('drain', this.#onDrain);
+    this.#settleWaiting();
   };
 }
