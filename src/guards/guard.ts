@@ -1,12 +1,12 @@
 // guard(): every event stream of the app, whoever writes it, gets what sse() gives its own streams.
 // One middleware; the decision for a response is made when its Content-Type becomes
 // text/event-stream (see watch.ts), and every other response is left as it was.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
-import { GuardedStream } from './guarded.js';
+import { GuardedStream, type GuardedSettings } from './guarded.js';
 import { resolveOptions } from './options.js';
 import type { SseMiddleware } from './sse.js';
-import { watchHeaders } from './watch.js';
+import { watchHeaders, type HeaderHooks } from './watch.js';
 import type { SseLogger, SseOptions } from '../core/types.js';
 
 /** guard()'s options: those of sse() that apply to a stream someone else writes, with the same meanings. */
@@ -21,7 +21,7 @@ function urlOf(req: IncomingMessage): string | undefined {
 }
 
 /** Merges `no-transform` into a Cache-Control value, keeping the producer's own directives. */
-export function withNoTransform(value: string | number | readonly string[]): string {
+export function withNoTransform(value: OutgoingHttpHeader): string {
   const text = Array.isArray(value) ? value.join(', ') : String(value);
   if (text.split(',').some((directive) => directive.trim().toLowerCase() === 'no-transform')) return text;
   return text.trim() === '' ? 'no-transform' : `${text}, no-transform`;
@@ -42,6 +42,68 @@ function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLo
   }
 }
 
+interface GuardConfig {
+  bypass: boolean;
+  compression: 'bypass' | 'flush';
+  logger: SseLogger | undefined;
+  settings: GuardedSettings;
+}
+
+/** One response's guard: what happens when its Content-Type turns out to be text/event-stream. */
+class ResponseGuard implements HeaderHooks {
+  #stream: GuardedStream | undefined;
+  #encodingBefore: string | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly config: GuardConfig,
+    // Whether the timeouts were disarmed already, when the request asked for an event stream.
+    public disarmed: boolean,
+  ) {}
+
+  onEventStream(): void {
+    const { req, res, config } = this;
+    this.#stream = new GuardedStream(req, res, config.settings);
+    if (config.bypass) {
+      const cacheControl = res.getHeader('cache-control');
+      res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
+    }
+    if (!this.disarmed) disarmTimeouts(req, res, config.logger);
+    this.disarmed = true;
+  }
+
+  rewrite(name: string, value: OutgoingHttpHeader): OutgoingHttpHeader | undefined {
+    if (this.req.httpVersionMajor === 2 && HOP_BY_HOP.has(name)) return undefined;
+    if (this.config.bypass && name === 'cache-control') return withNoTransform(value);
+    return value;
+  }
+
+  beforeHead(): void {
+    const res = this.res;
+    if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
+    if (this.req.httpVersionMajor === 2) for (const name of HOP_BY_HOP) res.removeHeader(name);
+    this.#encodingBefore = contentEncoding(res);
+  }
+
+  afterHead(): void {
+    const stream = this.#stream;
+    if (stream === undefined) return;
+    this.#stream = undefined;
+    const { req, res, config } = this;
+    const encoding = contentEncoding(res);
+    // A compressor that engaged sets Content-Encoding inside its writeHead hook; one the producer set
+    // itself (graphql-sse and the AI SDK's docs use `Content-Encoding: none`) is not a compressor.
+    const layer = hasCompressionLayer(res);
+    const compressed = layer && encoding !== undefined && encoding !== this.#encodingBefore;
+    if (layer) {
+      if (compressed) config.logger?.('compression-flushed', { url: urlOf(req), encoding, requested: config.compression });
+      else config.logger?.('compression-bypassed', { url: urlOf(req) });
+    }
+    stream.start(compressed);
+  }
+}
+
 /**
  * Middleware that makes every event stream of the app safe, however it is written: mount it once,
  * before the routes (before or after compression(), after any request-timeout middleware).
@@ -49,55 +111,15 @@ function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLo
 export function guard(options?: GuardOptions): SseMiddleware {
   // Validated as sse()'s are; highWaterMark has no meaning here (guard() never paces the producer).
   const { compression, heartbeat, maxBufferedBytes, logger } = resolveOptions({ ...options, highWaterMark: 0 });
-  const settings = { heartbeat, maxBufferedBytes, logger };
-  const bypass = compression === 'bypass';
+  const config: GuardConfig = { bypass: compression === 'bypass', compression, logger, settings: { heartbeat, maxBufferedBytes, logger } };
 
   return function guardEventStreams(req, res, next) {
     // EventSource always asks for text/event-stream: disarm at once, so that a producer whose setup
     // is slower than the timeout still gets to answer (the timeout middleware must be mounted first).
     const accept = req.headers.accept;
-    let disarmed = false;
-    if (accept !== undefined && accept.includes('text/event-stream')) {
-      disarmTimeouts(req, res, logger);
-      disarmed = true;
-    }
-    const http2 = req.httpVersionMajor === 2;
-    let stream: GuardedStream | undefined;
-    let encodingBefore: string | undefined;
-    watchHeaders(res, {
-      onEventStream() {
-        stream = new GuardedStream(req, res, settings);
-        if (bypass) {
-          const cacheControl = res.getHeader('cache-control');
-          res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
-        }
-        if (!disarmed) disarmTimeouts(req, res, logger);
-        disarmed = true;
-      },
-      rewrite(name, value) {
-        if (http2 && HOP_BY_HOP.has(name)) return undefined;
-        if (bypass && name === 'cache-control') return withNoTransform(value as string);
-        return value;
-      },
-      beforeHead() {
-        if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
-        if (http2) for (const name of HOP_BY_HOP) res.removeHeader(name);
-        encodingBefore = contentEncoding(res);
-      },
-      afterHead() {
-        if (stream === undefined) return;
-        const encoding = contentEncoding(res);
-        // A compressor that engaged sets Content-Encoding inside its writeHead hook; one the producer
-        // set itself (the AI SDK's docs suggest `Content-Encoding: none`) is not a compressor.
-        const compressed = encoding !== undefined && encoding !== encodingBefore && hasCompressionLayer(res);
-        if (hasCompressionLayer(res)) {
-          if (compressed) logger?.('compression-flushed', { url: urlOf(req), encoding, requested: compression });
-          else logger?.('compression-bypassed', { url: urlOf(req) });
-        }
-        stream.start(compressed);
-        stream = undefined;
-      },
-    });
+    const eventSource = accept !== undefined && accept.includes('text/event-stream');
+    if (eventSource) disarmTimeouts(req, res, logger);
+    watchHeaders(res, new ResponseGuard(req, res, config, eventSource));
     next();
   };
 }

@@ -40,74 +40,101 @@ function headerPairs(headers: OutgoingHttpHeaders | readonly unknown[]): Array<[
   return pairs;
 }
 
+/** Whether writeHead's headers argument declares an event stream; allocates nothing, as it runs on every response. */
+function declaresEventStream(headers: OutgoingHttpHeaders | readonly unknown[]): boolean {
+  if (!Array.isArray(headers)) {
+    for (const name in headers) if (name.length === 12 && name.toLowerCase() === 'content-type' && isEventStreamType((headers as OutgoingHttpHeaders)[name])) return true;
+    return false;
+  }
+  if (headers.length > 0 && Array.isArray(headers[0])) return headers.some((pair: unknown[]) => String(pair[0]).toLowerCase() === 'content-type' && isEventStreamType(pair[1]));
+  for (let i = 0; i + 1 < headers.length; i += 2) if (String(headers[i]).toLowerCase() === 'content-type' && isEventStreamType(headers[i + 1])) return true;
+  return false;
+}
+
+const kWatch = Symbol('sse-guard.watch');
+
+/** One response's watch: the methods it wrapped, and whether it is an event stream yet. */
+class Watch {
+  eventStream = false;
+  constructor(
+    readonly hooks: HeaderHooks,
+    readonly setHeader: ServerResponse['setHeader'],
+    readonly appendHeader: ServerResponse['appendHeader'] | undefined,
+    readonly writeHead: (...args: unknown[]) => ServerResponse,
+  ) {}
+
+  seeType(res: ServerResponse): void {
+    if (this.eventStream || isClaimedBySse(res) || !isEventStreamType(res.getHeader('content-type'))) return;
+    this.eventStream = true;
+    this.hooks.onEventStream();
+  }
+}
+
+type Watched = ServerResponse & { [kWatch]: Watch };
+
+// The wrappers are made once, not per response: a response only gets its Watch and three own
+// properties pointing here, which is what keeps guard() within noise on routes that are not streams.
+function watchedSetHeader(this: Watched, name: string, value: HeaderValue): Watched {
+  const watch = this[kWatch];
+  // Cheap test first: most responses set a handful of headers and are not event streams.
+  if (watch.eventStream && typeof name === 'string') {
+    const rewritten = watch.hooks.rewrite(name.toLowerCase(), value);
+    if (rewritten === undefined) return this;
+    value = rewritten;
+  }
+  watch.setHeader.call(this, name, value);
+  if (!watch.eventStream && typeof name === 'string' && name.length === 12 && name.toLowerCase() === 'content-type') watch.seeType(this);
+  return this;
+}
+
+function watchedAppendHeader(this: Watched, name: string, value: string | readonly string[]): Watched {
+  const watch = this[kWatch];
+  watch.appendHeader!.call(this, name, value);
+  if (typeof name !== 'string') return this;
+  const lower = name.toLowerCase();
+  if (!watch.eventStream) {
+    if (lower === 'content-type') watch.seeType(this);
+    return this;
+  }
+  // Re-applied to the appended whole, through the rewrite (which may merge or drop it).
+  const whole = this.getHeader(name);
+  if (whole === undefined) return this;
+  const rewritten = watch.hooks.rewrite(lower, whole);
+  if (rewritten === undefined) this.removeHeader(name);
+  else if (rewritten !== whole) watch.setHeader.call(this, name, rewritten);
+  return this;
+}
+
+function watchedWriteHead(this: Watched, ...args: unknown[]): Watched {
+  const watch = this[kWatch];
+  if (!this.headersSent && !isClaimedBySse(this)) {
+    const at = typeof args[1] === 'string' ? 2 : 1;
+    const headers = args[at] as OutgoingHttpHeaders | unknown[] | undefined;
+    if (headers !== null && typeof headers === 'object' && (watch.eventStream || declaresEventStream(headers))) {
+      // An event stream: fold the headers in through the watched setHeader (as on-headers does), so
+      // that they are merged and filtered like any other, and write the head with the status alone.
+      // A name repeated in the array form (Set-Cookie) adds a value rather than replacing it.
+      const seen = new Set<string>();
+      for (const [name, value] of headerPairs(headers)) {
+        const lower = name.toLowerCase();
+        if (seen.has(lower)) this.appendHeader(name, value as string | string[]);
+        else this.setHeader(name, value);
+        seen.add(lower);
+      }
+      args.length = at;
+    }
+    if (watch.eventStream) watch.hooks.beforeHead();
+  }
+  const result = watch.writeHead.apply(this, args);
+  if (watch.eventStream) watch.hooks.afterHead();
+  return result as Watched;
+}
+
 /** Installs the watcher on `res` (own properties, as compression does); a response sse() writes is passed through. */
 export function watchHeaders(res: ServerResponse, hooks: HeaderHooks): void {
-  const setHeader = res.setHeader;
-  const appendHeader = res.appendHeader as ServerResponse['appendHeader'] | undefined;
-  const writeHead = res.writeHead;
-  let eventStream = false;
-
-  const seeType = (): void => {
-    if (eventStream || isClaimedBySse(res) || !isEventStreamType(res.getHeader('content-type'))) return;
-    eventStream = true;
-    hooks.onEventStream();
-  };
-
-  res.setHeader = function watchedSetHeader(this: ServerResponse, name: string, value: HeaderValue) {
-    // Cheap test first: most responses set a handful of headers and are not event streams.
-    if (eventStream && typeof name === 'string') {
-      const rewritten = hooks.rewrite(name.toLowerCase(), value);
-      if (rewritten === undefined) return this;
-      value = rewritten;
-    }
-    setHeader.call(this, name, value as OutgoingHttpHeader);
-    if (!eventStream && typeof name === 'string' && name.length === 12 && name.toLowerCase() === 'content-type') seeType();
-    return this;
-  } as ServerResponse['setHeader'];
-
-  if (typeof appendHeader === 'function') {
-    res.appendHeader = function watchedAppendHeader(this: ServerResponse, name: string, value: string | readonly string[]) {
-      appendHeader.call(this, name, value);
-      if (typeof name !== 'string') return this;
-      const lower = name.toLowerCase();
-      if (!eventStream) {
-        if (lower === 'content-type') seeType();
-        return this;
-      }
-      // Re-applied to the appended whole, through the rewrite (which may merge or drop it).
-      const whole = this.getHeader(name);
-      if (whole === undefined) return this;
-      const rewritten = hooks.rewrite(lower, whole);
-      if (rewritten === undefined) this.removeHeader(name);
-      else if (rewritten !== whole) setHeader.call(this, name, rewritten as OutgoingHttpHeader);
-      return this;
-    } as ServerResponse['appendHeader'];
-  }
-
-  res.writeHead = function watchedWriteHead(this: ServerResponse, ...args: unknown[]) {
-    if (!this.headersSent && !isClaimedBySse(this)) {
-      const at = typeof args[1] === 'string' ? 2 : 1;
-      const headers = args[at] as OutgoingHttpHeaders | unknown[] | undefined;
-      if (headers !== null && typeof headers === 'object') {
-        const pairs = headerPairs(headers);
-        if (eventStream || pairs.some(([k, v]) => k.toLowerCase() === 'content-type' && isEventStreamType(v))) {
-          // An event stream: fold the headers in through the watched setHeader (as on-headers does), so
-          // that they are merged and filtered like any other, and write the head with the status alone.
-          // A name repeated in the array form (Set-Cookie) adds a value rather than replacing it.
-          const seen = new Set<string>();
-          for (const [name, value] of pairs) {
-            const lower = name.toLowerCase();
-            if (seen.has(lower)) this.appendHeader(name, value as string | string[]);
-            else this.setHeader(name, value as OutgoingHttpHeader);
-            seen.add(lower);
-          }
-          args.length = at;
-        }
-      }
-      if (eventStream) hooks.beforeHead();
-    }
-    const result = (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-    if (eventStream) hooks.afterHead();
-    return result;
-  } as ServerResponse['writeHead'];
+  const appendHeader = typeof res.appendHeader === 'function' ? res.appendHeader : undefined;
+  (res as Watched)[kWatch] = new Watch(hooks, res.setHeader, appendHeader, res.writeHead as (...args: unknown[]) => ServerResponse);
+  res.setHeader = watchedSetHeader as ServerResponse['setHeader'];
+  if (appendHeader !== undefined) res.appendHeader = watchedAppendHeader as ServerResponse['appendHeader'];
+  res.writeHead = watchedWriteHead as ServerResponse['writeHead'];
 }
