@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { benchGuard, guardTable, type GuardFigures } from './guard';
 import { BASELINE, peers, type PeerName } from './peers';
 import type { BroadcastReport, ClientTask, LatencyReport, MemoryReport, Reply, ServerCommand, ThroughputReport } from './protocol';
 
@@ -22,7 +23,7 @@ const option = (name: string): string | undefined =>
   [...args].find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 // Narrowing a run is for iterating on one figure; the baseline always runs, since every ratio needs it.
 const only = option('peers')?.split(',');
-const scenarios = option('scenarios') ?? 'ABCD';
+const scenarios = option('scenarios') ?? 'ABCDG';
 
 // Every figure is measured `repeats` times, alternating between peers, and the best one counts:
 // load from elsewhere on the machine only ever makes a figure worse.
@@ -306,6 +307,8 @@ async function main(): Promise<void> {
   } finally {
     await client.stop();
   }
+  // G: guard() (bench/guard.ts).
+  const guardFigures: GuardFigures | undefined = scenarios.includes('G') ? await benchGuard(quick, console.error) : undefined;
   const versions = Object.fromEntries(['better-sse', '@fastify/sse', 'fastify', 'express', 'compression'].map((name) => [name, versionOf(name)]));
   versions['sse-guard'] = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
   const report = {
@@ -316,10 +319,11 @@ async function main(): Promise<void> {
     versions,
     config,
     results: Object.fromEntries(results),
+    guard: guardFigures,
   };
   const file = path.join(RESULTS, `${report.date.replace(/[:.]/g, '-')}-${report.mode}.json`);
   fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-  console.log(tables(results).join('\n\n'));
+  console.log([...tables(results), ...(guardFigures === undefined ? [] : [guardTable(guardFigures)])].join('\n\n'));
   console.log(`\n${noise(results)}`);
   console.log(`\n${report.mode} run, ${report.seconds} s; ${JSON.stringify(report.machine)}; ${JSON.stringify(versions)}`);
   console.log(`figures: ${path.relative(ROOT, file)}`);

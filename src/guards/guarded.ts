@@ -130,24 +130,27 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    let called = false;
-    const once: WriteCallback = (error) => {
-      if (called) return;
-      called = true;
-      callback?.(error);
-    };
     const backedUp = res.writableNeedDrain;
-    const result =
-      callback === undefined
-        ? this.#write.call(res, chunk, encoding)
-        : encoding === undefined
+    let result: boolean;
+    let once: WriteCallback | undefined;
+    if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
+    else {
+      let called = false;
+      once = (error) => {
+        if (called) return;
+        called = true;
+        callback(error);
+      };
+      result =
+        encoding === undefined
           ? (this.#write as unknown as (chunk: unknown, callback: WriteCallback) => boolean).call(res, chunk, once)
           : this.#write.call(res, chunk, encoding, once);
+    }
     if (this.#compressed) {
       if (backedUp && this.#socket !== null) this.#inCompressor += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
       res.flush?.();
     }
-    if (callback !== undefined && this.#wrapped) {
+    if (once !== undefined && this.#wrapped) {
       const settle = (): void => once(res.destroyed ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
       if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
       else setImmediate(settle);
