@@ -109,6 +109,11 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
     expect(result.comments.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('tells the logger that compression passed the stream through, with the URL', async () => {
+    await collect(`${srv.url}/guarded/quiet`, { count: 1, timeout: 1000, headers: { 'accept-encoding': 'gzip' } });
+    expect(log).toContainEqual(['compression-bypassed', { url: '/guarded/quiet' }]);
+  });
+
   it('counts guarded streams in stats() while they are open', async () => {
     await waitFor('earlier streams to close', () => stats().open === 0);
     const reading = collect(`${srv.url}/guarded/quiet`, { timeout: 300 });
