@@ -54,6 +54,23 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
     guarded.get('/callbacks-second', callbackProducer('second', false));
     guarded.get('/callbacks-third', callbackProducer('third', true));
     app.use('/guarded', guarded);
+    // One event larger than maxBufferedBytes, to a client that reads: the limit is on what piles up.
+    const small = express.Router();
+    small.use(guard({ maxBufferedBytes: 65536, heartbeat: false }));
+    small.get('/big', (_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.write(`data: ${'b'.repeat(200_000)}\n\n`);
+      res.end('data: after\n\n');
+    });
+    app.use('/small', small);
+    // guard() mounted twice (app-wide and on a router) guards a response once.
+    const twice = express.Router();
+    twice.use(guard({ heartbeat: 40 }), guard({ heartbeat: 40 }));
+    twice.get('/quiet', (_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.write('data: hi\n\n');
+    });
+    app.use('/twice', twice);
 
     // guard({ compression: 'flush' }) leaves compression engaged: the path a custom filter or another
     // compression library takes.
@@ -112,6 +129,24 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
   it('tells the logger that compression passed the stream through, with the URL', async () => {
     await collect(`${srv.url}/guarded/quiet`, { count: 1, timeout: 1000, headers: { 'accept-encoding': 'gzip' } });
     expect(log).toContainEqual(['compression-bypassed', { url: '/guarded/quiet' }]);
+  });
+
+  it('lets one event larger than maxBufferedBytes through to a client that reads', async () => {
+    const result = await collect(`${srv.url}/small/big`, { timeout: 2000 });
+    expect(result.events.map((e) => e.data.length)).toEqual([200_000, 5]);
+    expect(log.filter(([reason]) => reason === 'slow-consumer')).toEqual([]);
+  });
+
+  it('guards a response once when guard() is mounted twice: one heartbeat, one entry in stats()', async () => {
+    await waitFor('earlier streams to close', () => stats().open === 0);
+    const reading = collect(`${srv.url}/twice/quiet`, { timeout: 450 });
+    await waitFor('the stream to open', () => stats().open === 1);
+    await sleep(50);
+    expect(stats().open).toBe(1);
+    const result = await reading;
+    // One 40 ms heartbeat for about 400 ms of idling: ten at most, where two guards would beat twice as often.
+    expect(result.comments.length).toBeGreaterThanOrEqual(3);
+    expect(result.comments.length).toBeLessThanOrEqual(12);
   });
 
   it('counts guarded streams in stats() while they are open', async () => {

@@ -187,3 +187,20 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
     });
   });
 });
+
+describe('guard() options', () => {
+  it.each([
+    ['an unknown compression policy', { compression: 'zip' }],
+    ['a heartbeat of 0', { heartbeat: 0 }],
+    ['a heartbeat past the timer limit (2^31 ms)', { heartbeat: 2 ** 31 }],
+    ['a negative maxBufferedBytes', { maxBufferedBytes: -1 }],
+    ['a logger that is not a function', { logger: 'console' }],
+    ['options that are not an object', null],
+  ])('rejects %s at startup with ERR_SSE_INVALID_OPTION', (_what, options) => {
+    expect(() => guard(options as GuardOptions)).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_OPTION' }));
+  });
+
+  it('accepts maxBufferedBytes 0 (cut as soon as anything piles up) and heartbeat false', () => {
+    expect(typeof guard({ maxBufferedBytes: 0, heartbeat: false })).toBe('function');
+  });
+});

@@ -110,6 +110,7 @@ class ResponseGuard implements HeaderHooks {
  */
 export function guard(options?: GuardOptions): SseMiddleware {
   // Validated as sse()'s are; highWaterMark has no meaning here (guard() never paces the producer).
+  if (options !== undefined && (options === null || typeof options !== 'object')) resolveOptions(options);
   const { compression, heartbeat, maxBufferedBytes, logger } = resolveOptions({ ...options, highWaterMark: 0 });
   const config: GuardConfig = { bypass: compression === 'bypass', compression, logger, settings: { heartbeat, maxBufferedBytes, logger } };
 
@@ -118,8 +119,8 @@ export function guard(options?: GuardOptions): SseMiddleware {
     // is slower than the timeout still gets to answer (the timeout middleware must be mounted first).
     const accept = req.headers.accept;
     const eventSource = accept !== undefined && accept.includes('text/event-stream');
-    if (eventSource) disarmTimeouts(req, res, logger);
-    watchHeaders(res, new ResponseGuard(req, res, config, eventSource));
+    // A second guard() on the same request (app-wide and on a router) leaves it to the first.
+    if (watchHeaders(res, new ResponseGuard(req, res, config, eventSource)) && eventSource) disarmTimeouts(req, res, logger);
     next();
   };
 }

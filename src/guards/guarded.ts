@@ -86,6 +86,8 @@ export class GuardedStream implements Registered, Beating {
     if (this.#closed || this.#endedByGuard || res.writableEnded || !this.#atBoundary()) return;
     this.#write.call(res, heartbeatFrame);
     if (this.#compressed) res.flush?.();
+    // As any write: the scheduler then waits a whole period before the next beat.
+    this.active = true;
   }
 
   /** shutdown(): ends the response (writing nothing in the producer's format), cut after `graceMs` if it does not finish. */
@@ -119,6 +121,9 @@ export class GuardedStream implements Registered, Beating {
       if (callback !== undefined) process.nextTick(callback, new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.'));
       return false;
     }
+    // What piled up before this write decides, as for sse(): one event larger than the limit still
+    // goes to a client that reads (Node holds each write in the corked socket until the next tick).
+    if (!this.#checkBuffered()) return this.#watchedWrite(chunk, encoding, callback);
     this.active = true;
     const [a, b] = tail(chunk);
     if (b !== -1) {
@@ -155,18 +160,19 @@ export class GuardedStream implements Registered, Beating {
       if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
       else setImmediate(settle);
     }
-    this.#checkBuffered();
     return result;
   };
 
-  #checkBuffered(): void {
+  /** False once the client was cut for letting more than maxBufferedBytes pile up. */
+  #checkBuffered(): boolean {
     const bufferedBytes = this.bufferedBytes;
     const { maxBufferedBytes, logger } = this.#settings;
-    if (bufferedBytes <= maxBufferedBytes) return;
+    if (bufferedBytes <= maxBufferedBytes) return true;
     counters.slowConsumerDrops++;
     logger?.('slow-consumer', { url: (this.#req as { originalUrl?: string }).originalUrl ?? this.#req.url, bufferedBytes, maxBufferedBytes });
     this.#endedByGuard = true;
     this.#res.destroy();
+    return false;
   }
 
   readonly #onDrain = (): void => {

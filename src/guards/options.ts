@@ -22,6 +22,8 @@ export function resolveOptions(options: SseOptions = {}): ResolvedOptions {
   if (options === null || typeof options !== 'object') fail('options must be an object.');
   const heartbeat = options.heartbeat ?? 15000;
   if (heartbeat !== false && nonNegativeInteger('heartbeat', heartbeat) < 1) fail('heartbeat must be a positive number of ms, or false to disable it.');
+  // Node fires a timer past 2^31 - 1 ms after 1 ms instead: the heartbeat would spin.
+  if (heartbeat !== false && heartbeat > 2147483647) fail(`heartbeat must be at most 2147483647 ms (Node's timer limit), got ${heartbeat}; use false to disable it.`);
   const padding = nonNegativeInteger('padding', options.padding ?? 0);
   if (padding === 1) fail('padding must be 0 or at least 2 bytes (":" and the line feed).');
   const highWaterMark = nonNegativeInteger('highWaterMark', options.highWaterMark ?? 65536);

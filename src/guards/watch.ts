@@ -130,11 +130,16 @@ function watchedWriteHead(this: Watched, ...args: unknown[]): Watched {
   return result as Watched;
 }
 
-/** Installs the watcher on `res` (own properties, as compression does); a response sse() writes is passed through. */
-export function watchHeaders(res: ServerResponse, hooks: HeaderHooks): void {
+/**
+ * Installs the watcher on `res` (own properties, as compression does); a response sse() writes is
+ * passed through. Returns false, installing nothing, when `res` is watched already (guard() mounted twice).
+ */
+export function watchHeaders(res: ServerResponse, hooks: HeaderHooks): boolean {
+  if ((res as Partial<Watched>)[kWatch] !== undefined) return false;
   const appendHeader = typeof res.appendHeader === 'function' ? res.appendHeader : undefined;
   (res as Watched)[kWatch] = new Watch(hooks, res.setHeader, appendHeader, res.writeHead as (...args: unknown[]) => ServerResponse);
   res.setHeader = watchedSetHeader as ServerResponse['setHeader'];
   if (appendHeader !== undefined) res.appendHeader = watchedAppendHeader as ServerResponse['appendHeader'];
   res.writeHead = watchedWriteHead as ServerResponse['writeHead'];
+  return true;
 }
