@@ -38,7 +38,7 @@ const PROMPT_MS = 600;
 
 // ---- The AI SDK 6: streamText on a mock model, piped with pipeUIMessageStreamToResponse ----------
 const TOKENS = ['Once ', 'upon ', 'a ', 'time ', 'there ', 'was ', 'a ', 'stream.'];
-const TOKEN_DELAY = 150; // the whole answer takes about 1.2 s
+const TOKEN_DELAY = 150; // between the model's stream parts
 
 function mockModel(): MockLanguageModelV3 {
   return new MockLanguageModelV3({
@@ -106,8 +106,10 @@ describe.each(expressVersions)('the AI SDK 6 UI message stream (%s)', (_name, ex
     it(stack === 'compression() alone' ? 'control: the first token arrives only with the whole answer' : 'delivers each token as it is generated', async () => {
       const result = await chat(`${srv.url}/chat`);
       expect(result.text).toBe(TOKENS.join(''));
-      if (stack === 'compression() alone') expect(result.firstDeltaMs).toBeGreaterThan(TOKEN_DELAY * (TOKENS.length - 1));
-      else expect(result.firstDeltaMs).toBeLessThan(PROMPT_MS);
+      // The model emits 11 parts 150 ms apart: the first token is ready after about 450 ms, the whole
+      // answer after about 1650 ms. Held, the first token cannot arrive before the answer is complete.
+      if (stack === 'compression() alone') expect(result.firstDeltaMs).toBeGreaterThan(TOKEN_DELAY * 9);
+      else expect(result.firstDeltaMs).toBeLessThan(TOKEN_DELAY * 6);
     });
   });
 });
