@@ -117,6 +117,22 @@ describeWithBinary('chromium', 'demo app in Chromium', (chromiumPath) => {
     expect(await alice.locator('#lane-guard .lane-status').textContent()).toContain('each on time');
   });
 
+  it('shows the third-party stream paced with guard() and held without it', async () => {
+    await alice.locator('#third-run').click();
+    await alice.locator('#lane-third-guard li').nth(1).waitFor({ timeout: SOON });
+    expect(await alice.locator('#lane-third-plain li').count()).toBe(0);
+    await alice.locator('#lane-third-plain[data-state="done"]').waitFor({ timeout: COMPARE_DONE });
+    await alice.locator('#lane-third-guard[data-state="done"]').waitFor({ timeout: COMPARE_DONE });
+    const delays = async (lane: string): Promise<number[]> => (await attributes(alice.locator(`#lane-${lane} li`), 'data-delay')).map(Number);
+    const guarded = await delays('third-guard');
+    expect(guarded).toHaveLength(8);
+    expect(Math.max(...guarded)).toBeLessThan(500);
+    expect((await delays('third-plain'))[0]).toBeGreaterThan(3000);
+    expect(await alice.locator('#lane-third-guard .tokens').textContent()).toBe('Once upon a time, a stream arrived on time.');
+    expect(await alice.locator('#lane-third-plain .lane-status').textContent()).toContain('all in one burst');
+    expect(await alice.locator('#lane-third-guard .lane-status').textContent()).toContain('each on time');
+  });
+
   it('delivers a chat message posted in one browser to the other', async () => {
     await alice.locator('#chat-author').fill('Alice');
     await alice.locator('#chat-text').fill('Hello from Alice');

@@ -114,6 +114,21 @@ it('compares a naive route, compressed and held, with the guarded one', async ()
   expect(naive.ended && guarded.ended).toBe(true);
 });
 
+it('compares a third-party-style stream behind compression(), held without guard() and paced with it', async () => {
+  const [plain, guarded] = await Promise.all([
+    collect(`${server.url}/third-party/plain`, { timeout: 5000, headers: BROWSER_ENCODINGS }),
+    collect(`${server.url}/third-party/guarded`, { timeout: 5000, headers: BROWSER_ENCODINGS }),
+  ]);
+  expect(plain.headers['content-encoding']).toBe('br');
+  expect(plain.events.map((e) => e.event)).toEqual(['tick', 'tick', 'tick', 'done']);
+  expect(plain.events[3]!.at - plain.events[0]!.at).toBeLessThan(50);
+  expect(guarded.headers['content-encoding']).toBeUndefined();
+  expect(guarded.headers['cache-control']).toBe('no-cache, no-transform');
+  expect(guarded.events.map((e) => e.event)).toEqual(['tick', 'tick', 'tick', 'done']);
+  expect(guarded.events.map((e) => (JSON.parse(e.data) as { token?: string }).token).join('')).toBe('Once upon a ');
+  expect(guarded.events[2]!.at - guarded.events[0]!.at).toBeGreaterThan(150);
+});
+
 it("shows that sse()'s default policy refuses this app's connect-timeout", async () => {
   const res = await fetch(`${server.url}/stream/default-policy`);
   expect(res.status).toBe(500);

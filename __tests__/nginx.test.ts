@@ -2,16 +2,14 @@
 // response ends, X-Accel-Buffering: no (sent by sse()) and docs/nginx.conf release it, and the
 // doctor tells these cases apart.
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import express from 'express';
-import { createParser } from 'eventsource-parser';
 import { diagnose, type Culprit } from '../src/doctor/diagnose';
 import { sse } from '../src/index';
 import { doctor } from '../src/doctor/doctor';
 import { describeWithBinary } from './helpers/binaries';
-import { recipe, selfSignedCert, startNginx, type ProxyProcess } from './helpers/proxy';
+import { firstEvent, recipe, selfSignedCert, startNginx, type ProxyProcess } from './helpers/proxy';
 import { listen, type TestServer } from './helpers/server';
 import { guardedSse, headOnly, naiveSse } from './helpers/streams';
 import { watch } from './helpers/watch';
@@ -196,28 +194,3 @@ describeWithBinary('nginx', 'behind nginx over HTTPS and HTTP/2 (docs/nginx-http
     expect(w.headMs).toBeLessThan(PROMPT_MS);
   });
 });
-
-/** Time to the first event of a GET that offers gzip, or undefined when none came within `timeoutMs`. */
-function firstEvent(target: string, timeoutMs: number): Promise<{ firstEventMs?: number; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    let headers: http.IncomingHttpHeaders = {};
-    const done = (firstEventMs?: number): void => {
-      clearTimeout(timer);
-      req.destroy();
-      resolve({ firstEventMs, headers });
-    };
-    const timer = setTimeout(done, timeoutMs);
-    const parser = createParser({ onEvent: () => done(performance.now() - start) });
-    const req = http.get(target, { headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip' }, agent: false }, (res) => {
-      headers = res.headers;
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => parser.feed(chunk));
-      res.on('error', () => {});
-    });
-    req.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}

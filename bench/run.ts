@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Child } from './child';
+import { benchGuard, guardTable, type GuardFigures } from './guard';
 import { BASELINE, peers, type PeerName } from './peers';
 import { pipeScenario, pipeTable, type PipeResult } from './pipe';
 import { historyBench } from './history';
@@ -25,7 +26,7 @@ const option = (name: string): string | undefined =>
   [...args].find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 // Narrowing a run is for iterating on one figure; the baseline always runs, since every ratio needs it.
 const only = option('peers')?.split(',');
-const scenarios = option('scenarios') ?? 'ABCDHP';
+const scenarios = option('scenarios') ?? 'ABCDGHP';
 
 // Every figure is measured `repeats` times, alternating between peers, and the best one counts:
 // load from elsewhere on the machine only ever makes a figure worse.
@@ -275,6 +276,8 @@ async function main(): Promise<void> {
   } finally {
     await client.stop();
   }
+  // G: guard() (bench/guard.ts).
+  const guardFigures: GuardFigures | undefined = scenarios.includes('G') ? await benchGuard(quick, console.error) : undefined;
   const versions = Object.fromEntries(['better-sse', '@fastify/sse', 'fastify', 'express', 'compression'].map((name) => [name, versionOf(name)]));
   versions['sse-guard'] = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
   const report = {
@@ -286,10 +289,11 @@ async function main(): Promise<void> {
     config,
     results: Object.fromEntries(results),
     pipe,
+    guard: guardFigures,
   };
   const file = path.join(RESULTS, `${report.date.replace(/[:.]/g, '-')}-${report.mode}.json`);
   fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-  console.log([...tables(results), ...(pipe.length > 0 ? [pipeTable(pipe)] : [])].join('\n\n'));
+  console.log([...tables(results), ...(pipe.length > 0 ? [pipeTable(pipe)] : []), ...(guardFigures === undefined ? [] : [guardTable(guardFigures)])].join('\n\n'));
   console.log(`\n${noise(results)}`);
   if (scenarios.includes('H')) console.log(`\nH  Channel history, cost of one publish() once full:\n${await historyBench(BUILD_COPY, quick)}`);
   console.log(`\n${report.mode} run, ${report.seconds} s; ${JSON.stringify(report.machine)}; ${JSON.stringify(versions)}`);

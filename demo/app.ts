@@ -8,6 +8,7 @@ import timeout from 'connect-timeout';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import {
   Channel,
+  guard,
   sse,
   SseGuardError,
   type ChannelAdapter,
@@ -221,6 +222,27 @@ export async function createDemoApp(options: DemoOptions = {}): Promise<DemoApp>
     if (stats === undefined) res.status(404).json({ error: 'no such answer' });
     else res.json(stats);
   });
+
+  // A stream this app does not write: a mock AI token stream, written the way the AI SDK 6 and most
+  // libraries write theirs (writeHead with a headers object, then one res.write per token, no flush).
+  // Served twice behind the app's compression(): as it is, and with guard() in front. guard() is
+  // mounted on the one route here so that the naive lane above stays naive; an app mounts it once,
+  // app-wide (app.use(guard())).
+  const TOKENS = ['Once ', 'upon ', 'a ', 'time, ', 'a ', 'stream ', 'arrived ', 'on time.'];
+  const tokenStream: RequestHandler = (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+    const left = new AbortController();
+    res.on('close', () => left.abort());
+    let token = 0;
+    void runTicks(left.signal, (event, data) => {
+      const payload = event === 'tick' ? { ...data, token: TOKENS[token++ % TOKENS.length] } : data;
+      res.write(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`);
+    }).then((finished) => {
+      if (finished) res.end();
+    });
+  };
+  app.get('/third-party/plain', tokenStream);
+  app.get('/third-party/guarded', guard({ logger }), tokenStream);
 
   // sse() with its defaults, on this app: refused, because connect-timeout is armed on every request.
   app.get('/stream/default-policy', recordDecisions, sse((stream) => stream.close(), { logger }));

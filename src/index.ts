@@ -1,4 +1,5 @@
 export { sse, type SseHandler, type SseMiddleware } from './guards/sse.js';
+export { guard, type GuardOptions } from './guards/guard.js';
 export { SseStream } from './stream/stream.js';
 export { Channel, type ChannelOptions } from './fanout/channel.js';
 export { memoryAdapter, type ChannelAdapter, type StoredEvent } from './fanout/adapter.js';

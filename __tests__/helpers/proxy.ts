@@ -1,10 +1,13 @@
 // Real proxies in front of a test server: each binary runs in the foreground as a child of the test,
 // with its config, pid, logs and temp files in a temp folder, on free ports of 127.0.0.1.
 import { execFileSync, spawn } from 'node:child_process';
+import { createParser } from 'eventsource-parser';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { listen, sleep } from './server';
 
 const DOCS = path.join(__dirname, '..', '..', 'docs');
@@ -136,5 +139,30 @@ export function startNginx(binary: string, count: number, servers: (ports: numbe
       );
       return ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;'];
     },
+  });
+}
+
+/** Time to the first event of a GET that offers gzip, or undefined when none came within `timeoutMs`. */
+export function firstEvent(target: string, timeoutMs: number): Promise<{ firstEventMs?: number; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    let headers: http.IncomingHttpHeaders = {};
+    const done = (firstEventMs?: number): void => {
+      clearTimeout(timer);
+      req.destroy();
+      resolve({ firstEventMs, headers });
+    };
+    const timer = setTimeout(done, timeoutMs);
+    const parser = createParser({ onEvent: () => done(performance.now() - start) });
+    const req = http.get(target, { headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip' }, agent: false }, (res) => {
+      headers = res.headers;
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => parser.feed(chunk));
+      res.on('error', () => {});
+    });
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
   });
 }

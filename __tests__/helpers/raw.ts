@@ -73,8 +73,8 @@ export function rawHead(port: number, path: string, timeoutMs = 3000): Promise<s
   });
 }
 
-/** Sends raw request bytes and returns everything the server wrote until it closed or `ms` passed. */
-export function exchange(port: number, request: string, ms = 1000): Promise<string> {
+/** Sends raw request bytes and returns every byte the server wrote until it closed or `ms` passed. */
+export function exchangeBytes(port: number, request: string, ms = 1000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const socket = net.connect({ host: '127.0.0.1', port }, () => socket.write(request));
@@ -83,7 +83,10 @@ export function exchange(port: number, request: string, ms = 1000): Promise<stri
     socket.on('error', reject);
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      resolve(Buffer.concat(chunks));
     });
   });
 }
+
+/** exchangeBytes() as UTF-8 text. */
+export const exchange = async (port: number, request: string, ms = 1000): Promise<string> => (await exchangeBytes(port, request, ms)).toString('utf8');

@@ -209,6 +209,8 @@ function lane(name, url) {
   let connected = false;
 
   list.replaceChildren();
+  const tokens = $('.tokens', box);
+  if (tokens) tokens.textContent = '';
   box.dataset.state = 'waiting';
   const source = new EventSource(url);
 
@@ -238,7 +240,9 @@ function lane(name, url) {
   };
   source.addEventListener('guard', (event) => showDecisions(JSON.parse(event.data)));
   source.addEventListener('tick', (event) => {
-    const { n, of, sentAt } = JSON.parse(event.data);
+    const { n, of, sentAt, token } = JSON.parse(event.data);
+    const tokens = $('.tokens', box);
+    if (tokens && token !== undefined) tokens.textContent += token;
     const delay = delayOf(sentAt);
     total = of;
     arrivals.push(performance.now());
@@ -259,7 +263,7 @@ function lane(name, url) {
 }
 
 function runCompare() {
-  for (const finish of running.values()) finish();
+  for (const name of ['naive', 'guard']) running.get(name)?.();
   lane('naive', '/compare/naive');
   lane('guard', '/compare/guarded');
 }
@@ -329,4 +333,13 @@ $('#answer-ask').addEventListener('click', ask);
 $('#answer-stop').addEventListener('click', stop);
 
 runCompare();
+
+function runThirdParty() {
+  for (const name of ['third-plain', 'third-guard']) running.get(name)?.();
+  lane('third-plain', '/third-party/plain');
+  lane('third-guard', '/third-party/guarded');
+}
+
+$('#third-run').addEventListener('click', runThirdParty);
+runThirdParty();
 showDefaultPolicy();

@@ -1,6 +1,7 @@
 // The middleware: refuse or disarm what would break the stream, send the headers, hand over the stream.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
+import { claimForSse } from './claim.js';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
 import { sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
@@ -92,6 +93,8 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     // 3 and 4. Headers, flushed now so that the client's `open` fires at once. In 'bypass' mode
     // `no-transform` makes compression pass the response through; it decides inside writeHead.
     const compressionLayer = hasCompressionLayer(res);
+    // guard() leaves this response to sse().
+    claimForSse(res);
     sendHead(res, req.httpVersionMajor !== 1 ? head.http2 : req.httpVersionMinor === 0 ? head.http10 : head.http1);
 
     const encoding = contentEncoding(res);

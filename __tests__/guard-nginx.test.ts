@@ -1,0 +1,95 @@
+// graphql-sse 2 (its Express handler and its own client) through a real nginx with its defaults
+// (HTTP/1.0 upstream, proxy_buffering on): nginx holds the whole subscription until it ends, because
+// graphql-sse sends no X-Accel-Buffering; guard() adds it, in either mount order against compression().
+import compression from 'compression';
+import type { Express } from 'express';
+import { GraphQLInt, GraphQLObjectType, GraphQLSchema, GraphQLString } from 'graphql';
+import { createClient } from 'graphql-sse';
+import { createHandler } from 'graphql-sse/lib/use/express';
+import { performance } from 'node:perf_hooks';
+import { guard } from '../src/index';
+import { describeWithBinary } from './helpers/binaries';
+import { expressVersions } from './helpers/express';
+import { startNginx, type ProxyProcess } from './helpers/proxy';
+import { listen, sleep, type TestServer } from './helpers/server';
+
+const TICKS = 5;
+const TICK_MS = 200; // the subscription ends after about a second
+
+const schema = new GraphQLSchema({
+  query: new GraphQLObjectType({ name: 'Query', fields: { hello: { type: GraphQLString, resolve: () => 'world' } } }),
+  subscription: new GraphQLObjectType({
+    name: 'Subscription',
+    fields: {
+      tick: {
+        type: GraphQLInt,
+        subscribe: async function* () {
+          for (let n = 1; n <= TICKS; n++) {
+            await sleep(TICK_MS);
+            yield { tick: n };
+          }
+        },
+      },
+    },
+  }),
+});
+
+type Stack = 'guard() before compression()' | 'guard() after compression()' | 'compression() alone';
+const STACKS: Stack[] = ['guard() before compression()', 'guard() after compression()', 'compression() alone'];
+
+/** Subscribes with graphql-sse's own client; returns the ticks and when the first one arrived. */
+async function subscribe(url: string): Promise<{ ticks: number[]; firstMs: number | undefined }> {
+  const client = createClient({ url, retryAttempts: 0 });
+  const started = performance.now();
+  const ticks: number[] = [];
+  let firstMs: number | undefined;
+  try {
+    for await (const result of client.iterate<{ tick: number }>({ query: 'subscription { tick }' })) {
+      firstMs ??= performance.now() - started;
+      ticks.push(result.data!.tick);
+    }
+  } finally {
+    client.dispose();
+  }
+  return { ticks, firstMs };
+}
+
+describeWithBinary('nginx', 'graphql-sse 2 through nginx with its defaults', (binary) => {
+  describe.each(expressVersions)('%s', (_name, express) => {
+    const upstreams = new Map<Stack, TestServer>();
+    let nginx: ProxyProcess;
+
+    beforeAll(async () => {
+      for (const stack of STACKS) {
+        const app: Express = express();
+        if (stack === 'guard() before compression()') app.use(guard());
+        app.use(compression());
+        if (stack === 'guard() after compression()') app.use(guard());
+        app.use('/graphql/stream', createHandler({ schema }));
+        upstreams.set(stack, await listen(app));
+      }
+      // One nginx port per stack, each proxying to its app with nginx's defaults.
+      nginx = await startNginx(binary, STACKS.length, (ports) =>
+        STACKS.map((stack, i) => `server { listen 127.0.0.1:${ports[i]}; location / { proxy_pass http://127.0.0.1:${upstreams.get(stack)!.port}; } }`).join('\n'),
+      );
+    });
+    afterAll(async () => {
+      await nginx?.stop();
+      await Promise.all([...upstreams.values()].map((s) => s.close()));
+    });
+
+    const urlOf = (stack: Stack): string => `http://127.0.0.1:${nginx.ports[STACKS.indexOf(stack)]}/graphql/stream`;
+
+    it.each(STACKS.slice(0, 2))('with %s, each tick arrives as it happens', async (stack) => {
+      const result = await subscribe(urlOf(stack));
+      expect(result.ticks).toEqual([1, 2, 3, 4, 5]);
+      expect(result.firstMs).toBeLessThan(TICK_MS + 500);
+    });
+
+    it('control: without guard(), nginx holds every tick until the subscription ends', async () => {
+      const result = await subscribe(urlOf('compression() alone'));
+      expect(result.ticks).toEqual([1, 2, 3, 4, 5]);
+      expect(result.firstMs).toBeGreaterThan(TICK_MS * (TICKS - 1));
+    });
+  });
+});

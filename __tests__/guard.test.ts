@@ -1,0 +1,206 @@
+// guard(): event streams that other code writes, recognised however their type is set, made to pass
+// compression and proxies at once, in both mount orders; every other response left byte for byte.
+import compression from 'compression';
+import type { Express, RequestHandler } from 'express';
+import fs from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { guard, type GuardOptions } from '../src/index';
+import { collect, type Collected } from '../src/testing';
+import { expressVersions } from './helpers/express';
+import { exchangeBytes } from './helpers/raw';
+import { listen, type TestServer } from './helpers/server';
+import { naiveSse } from './helpers/streams';
+
+const BROWSER = { 'accept-encoding': 'gzip, deflate, br' };
+
+/** How the app stacks compression() and guard(). */
+type Stack = 'guard() before compression()' | 'guard() after compression()' | 'compression() alone';
+const GUARDED: Stack[] = ['guard() before compression()', 'guard() after compression()'];
+
+/** An app with compression() and (unless `stack` says otherwise) guard() mounted in the given order. */
+export function stacked(express: () => Express, stack: Stack, options: GuardOptions = {}): Express {
+  const app = express();
+  if (stack === 'guard() before compression()') app.use(guard(options));
+  app.use(compression());
+  if (stack === 'guard() after compression()') app.use(guard(options));
+  return app;
+}
+
+// A held stream shows up only when its response ends (seconds later) or never; a released one in
+// well under a second even on a loaded machine.
+function expectPrompt(result: Collected): void {
+  expect(result.events.length).toBeGreaterThan(0);
+  expect(result.events[0]!.at).toBeLessThan(700);
+}
+
+/** A route that sets its type one particular way, writes one event at once and then every 200 ms. */
+function producer(setType: (res: ServerResponse & { set?: unknown }) => void): RequestHandler {
+  return (_req, res) => {
+    setType(res);
+    res.write('data: first\n\n');
+    const timer = setInterval(() => res.write('data: more\n\n'), 200);
+    res.on('close', () => clearInterval(timer));
+  };
+}
+
+const WAYS: Array<[string, (res: ServerResponse & Record<string, any>) => void]> = [
+  ['setHeader', (res) => res.setHeader('Content-Type', 'text/event-stream')],
+  ['appendHeader', (res) => res.appendHeader('content-type', 'text/event-stream; charset=utf-8')],
+  ['setHeaders with a Map', (res) => res.setHeaders(new Map([['Content-Type', 'text/event-stream'], ['Cache-Control', 'no-cache']]))],
+  ['res.set', (res) => res.set('Content-Type', 'text/event-stream')],
+  ['res.type', (res) => res.type('text/event-stream')],
+  ['writeHead with an object', (res) => res.writeHead(200, { 'content-type': 'TEXT/EVENT-STREAM', 'cache-control': 'no-cache' })],
+  ['writeHead with a reason phrase', (res) => res.writeHead(200, 'OK', { 'Content-Type': 'text/event-stream' })],
+  ['writeHead with an array of pairs', (res) => res.writeHead(200, [['Content-Type', 'text/event-stream'], ['Cache-Control', 'no-cache']])],
+  ['writeHead with a flat array', (res) => res.writeHead(200, ['Content-Type', 'text/event-stream', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'])],
+];
+
+describe.each(expressVersions)('guard() (%s)', (_name, express) => {
+  describe.each(GUARDED)('%s', (stack) => {
+    let srv: TestServer;
+    beforeAll(async () => {
+      const app = stacked(express, stack);
+      WAYS.forEach(([, setType], i) => app.get(`/way/${i}`, producer(setType)));
+      app.get('/naive', naiveSse());
+      app.get('/cache-control-later', producer((res) => {
+        res.setHeader('Content-Type', 'text/event-stream');
+        res.setHeader('Cache-Control', 'private, max-age=0');
+      }));
+      app.get('/cache-control-first', producer((res) => {
+        res.setHeader('Cache-Control', 'no-store');
+        res.setHeader('Content-Type', 'text/event-stream');
+      }));
+      app.get('/own-accel', naiveSse({ headers: { 'X-Accel-Buffering': 'yes' } }));
+      srv = await listen(app);
+    });
+    afterAll(() => srv.close());
+
+    it.each(WAYS.map(([way], i) => [way, i] as const))('recognises a type set by %s, and the stream arrives at once, uncompressed', async (_way, i) => {
+      const result = await collect(`${srv.url}/way/${i}`, { count: 1, timeout: 3000, headers: BROWSER });
+      expectPrompt(result);
+      expect(result.headers['content-encoding']).toBeUndefined();
+      expect(result.headers['cache-control']).toMatch(/no-transform/);
+      expect(result.headers['x-accel-buffering']).toBe('no');
+    });
+
+    it('keeps both Set-Cookie values of writeHead’s flat array form', async () => {
+      const result = await collect(`${srv.url}/way/${WAYS.length - 1}`, { count: 1, timeout: 3000 });
+      expect(result.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+    });
+
+    it('releases the tutorial route (writeHead + res.write) at once, keeping its own Cache-Control', async () => {
+      const result = await collect(`${srv.url}/naive`, { count: 1, timeout: 3000, headers: BROWSER });
+      expectPrompt(result);
+      expect(result.headers['cache-control']).toBe('no-cache, no-transform');
+      expect(result.headers.connection).toBe('keep-alive');
+    });
+
+    it('merges no-transform again when Cache-Control is set after the type', async () => {
+      const result = await collect(`${srv.url}/cache-control-later`, { count: 1, timeout: 3000, headers: BROWSER });
+      expectPrompt(result);
+      expect(result.headers['cache-control']).toBe('private, max-age=0, no-transform');
+    });
+
+    it('merges no-transform into a Cache-Control set before the type', async () => {
+      const result = await collect(`${srv.url}/cache-control-first`, { count: 1, timeout: 3000, headers: BROWSER });
+      expect(result.headers['cache-control']).toBe('no-store, no-transform');
+    });
+
+    it('keeps an X-Accel-Buffering the producer set', async () => {
+      const result = await collect(`${srv.url}/own-accel`, { count: 1, timeout: 3000 });
+      expect(result.headers['x-accel-buffering']).toBe('yes');
+    });
+  });
+
+  describe('control: compression() alone', () => {
+    let srv: TestServer;
+    beforeAll(async () => {
+      const app = stacked(express, 'compression() alone');
+      app.get('/naive', naiveSse());
+      srv = await listen(app);
+    });
+    afterAll(() => srv.close());
+
+    it('holds the tutorial route, headers included: nothing within a second', async () => {
+      await expect(collect(`${srv.url}/naive`, { count: 1, timeout: 1000, headers: BROWSER })).rejects.toThrow(/no response within/);
+    });
+  });
+
+  describe('every other response is left byte for byte as it was', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-static-'));
+    fs.writeFileSync(path.join(dir, 'page.html'), `<!doctype html><p>${'static '.repeat(400)}</p>\n`);
+    fs.utimesSync(path.join(dir, 'page.html'), new Date(1_700_000_000_000), new Date(1_700_000_000_000));
+    const servers = new Map<Stack, TestServer>();
+
+    beforeAll(async () => {
+      for (const stack of [...GUARDED, 'compression() alone'] as Stack[]) {
+        const app = stacked(express, stack);
+        app.get('/json', (_req, res) => void res.json({ hello: 'world', list: Array.from({ length: 300 }, (_, i) => i) }));
+        app.get('/small', (_req, res) => void res.json({ ok: true }));
+        app.use('/static', express.static(dir));
+        app.get('/html', (_req, res) => {
+          res.type('html');
+          res.write('<!doctype html><ul>');
+          let n = 0;
+          const timer = setInterval(() => {
+            res.write(`<li>${'item '.repeat(50)}${n}</li>`);
+            if (++n === 5) {
+              clearInterval(timer);
+              res.end('</ul>');
+            }
+          }, 20);
+          res.on('close', () => clearInterval(timer));
+        });
+        app.get('/head-array', (_req, res) => void res.writeHead(201, ['Content-Type', 'text/plain', 'X-A', '1', 'X-A', '2']).end('made'));
+        servers.set(stack, await listen(app));
+      }
+    });
+    afterAll(async () => {
+      await Promise.all([...servers.values()].map((s) => s.close()));
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    // Everything but the Date header, which changes with the second.
+    const fetchRaw = async (stack: Stack, request: string): Promise<Buffer> => {
+      const raw = await exchangeBytes(servers.get(stack)!.port, request, 3000);
+      const text = raw.toString('latin1').replace(/\r\nDate: [^\r]*/i, '');
+      return Buffer.from(text, 'latin1');
+    };
+    const get = (target: string, extra = ''): string =>
+      `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n${extra}\r\n`;
+
+    it.each([
+      ['a compressed JSON response', get('/json')],
+      ['a small JSON response', get('/small')],
+      ['a static file', get('/static/page.html')],
+      ['a 304 Not Modified', get('/static/page.html', 'If-Modified-Since: Wed, 01 Jan 2048 00:00:00 GMT\r\n')],
+      ['a streamed HTML page', get('/html')],
+      ['writeHead with a header array', get('/head-array')],
+      ['a 404', get('/nowhere')],
+      ['a HEAD request', get('/json').replace('GET', 'HEAD')],
+    ])('%s', async (_what, request) => {
+      const without = await fetchRaw('compression() alone', request);
+      expect(without.length).toBeGreaterThan(60);
+      for (const stack of GUARDED) expect((await fetchRaw(stack, request)).equals(without)).toBe(true);
+    });
+  });
+});
+
+describe('guard() options', () => {
+  it.each([
+    ['an unknown compression policy', { compression: 'zip' }],
+    ['a heartbeat of 0', { heartbeat: 0 }],
+    ['a heartbeat past the timer limit (2^31 ms)', { heartbeat: 2 ** 31 }],
+    ['a negative maxBufferedBytes', { maxBufferedBytes: -1 }],
+    ['a logger that is not a function', { logger: 'console' }],
+    ['options that are not an object', null],
+  ])('rejects %s at startup with ERR_SSE_INVALID_OPTION', (_what, options) => {
+    expect(() => guard(options as GuardOptions)).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_OPTION' }));
+  });
+
+  it('accepts maxBufferedBytes 0 (cut as soon as anything piles up) and heartbeat false', () => {
+    expect(typeof guard({ maxBufferedBytes: 0, heartbeat: false })).toBe('function');
+  });
+});

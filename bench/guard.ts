@@ -1,0 +1,153 @@
+// Scenario G (`npm run bench -- --scenarios=G`): what guard() costs. Each app runs in its own process
+// (guard-server.ts), one at a time; the load comes from this process.
+// - G0: guard()'s own work on a response that is not an event stream, in this process, without
+//   sockets: the middleware plus four setHeader calls and a writeHead, against the same calls alone.
+// - G1: requests per second of a small JSON route with and without guard() in front, by autocannon.
+// - G2: events per second of a hand-written stream behind compression() + guard(), against the
+//   same stream with no compression at all (what guard() makes compression do: pass it through).
+// Both are read per second of the server's CPU, as scenario A in run.ts: on a small shared machine
+// the wall clock mostly measures who else is running. Repeats alternate between the two sides of
+// each pair and the best one counts.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { GuardApp } from './guard-server';
+import type * as SseGuard from '../src/index';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require('autocannon') as (options: { url: string; connections: number; duration: number }) => Promise<{ requests: { total: number }; non2xx: number; errors: number }>;
+
+const EVENT_BYTES = 58; // `data: ` + 50 bytes + LF LF, as guard-server.ts writes
+
+export interface GuardFigures {
+  /** ns per response, best of the repeats. */
+  perResponseNs: Record<'without' | 'with guard()', number[]>;
+  jsonRps: Record<'json' | 'json + guard()', number[]>;
+  streamEventsPerSecond: Record<'stream' | 'stream + compression() + guard()', number[]>;
+}
+
+/** Runs `body` against the app in its own process; returns its result and the server CPU it cost, in seconds. */
+async function withApp(name: GuardApp, body: (port: number) => Promise<number>, warmUp: (port: number) => Promise<unknown>): Promise<{ value: number; cpuSeconds: number }> {
+  const child: ChildProcess = spawn(process.execPath, [...process.execArgv, path.join(__dirname, 'guard-server.ts'), name], {
+    cwd: path.join(__dirname, '..'),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = once(child, 'exit');
+  try {
+    const timer = setTimeout(() => child.kill(), 30_000);
+    const [port] = (await once(child, 'message')) as [number];
+    clearTimeout(timer);
+    const cpu = async (): Promise<number> => {
+      child.send('cpu');
+      return ((await once(child, 'message')) as [number])[0];
+    };
+    await warmUp(port);
+    const before = await cpu();
+    const value = await body(port);
+    return { value, cpuSeconds: ((await cpu()) - before) / 1e6 };
+  } finally {
+    child.kill();
+    await exited;
+  }
+}
+
+/** G0: ns per response of what an Express JSON route does to its headers, with and without guard() in front. */
+function perResponse(count: number, repeats: number): GuardFigures['perResponseNs'] {
+  // sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const middleware = (require('./results/sse-guard/index.js') as typeof SseGuard).guard();
+  const headers = (res: http.ServerResponse): void => {
+    res.setHeader('X-Powered-By', 'Express');
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Content-Length', '60');
+    res.setHeader('ETag', 'W/"3c-2fd8"');
+    res.writeHead(200);
+  };
+  const one = (withGuard: boolean): void => {
+    const req = new http.IncomingMessage(new net.Socket());
+    req.headers = { accept: 'application/json' };
+    req.httpVersionMajor = 1;
+    req.url = '/json';
+    const res = new http.ServerResponse(req);
+    if (withGuard) middleware(req, res, () => headers(res));
+    else headers(res);
+  };
+  const figures: GuardFigures['perResponseNs'] = { without: [], 'with guard()': [] };
+  for (let repeat = 0; repeat <= repeats; repeat++) {
+    for (const side of ['without', 'with guard()'] as const) {
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < count; i++) one(side !== 'without');
+      // The first round warms the JIT up and is not kept.
+      if (repeat > 0) figures[side].push(Number(process.hrtime.bigint() - started) / count);
+    }
+  }
+  return figures;
+}
+
+/** Reads `/stream?n=` to its end; events per second, wall clock. Fails on any Content-Encoding. */
+function readStream(port: number, events: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = http.get({ host: '127.0.0.1', port, path: `/stream?n=${events}`, headers: { 'accept-encoding': 'gzip, deflate, br' }, agent: false }, (res) => {
+      if (res.headers['content-encoding'] !== undefined) reject(new Error(`the stream came ${res.headers['content-encoding']}-encoded`));
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      res.on('end', () => {
+        if (bytes !== events * EVENT_BYTES) return reject(new Error(`${bytes} bytes instead of ${events * EVENT_BYTES}`));
+        resolve(events / ((performance.now() - started) / 1000));
+      });
+    });
+    req.setTimeout(120_000, () => req.destroy(new Error('the stream did not end within 120 s')));
+    req.on('error', reject);
+  });
+}
+
+export async function benchGuard(quick: boolean, log: (line: string) => void): Promise<GuardFigures> {
+  const repeats = quick ? 3 : 5;
+  const duration = quick ? 3 : 8;
+  const events = quick ? 200_000 : 1_000_000;
+  const figures: GuardFigures = { perResponseNs: perResponse(quick ? 100_000 : 400_000, repeats), jsonRps: { json: [], 'json + guard()': [] }, streamEventsPerSecond: { stream: [], 'stream + compression() + guard()': [] } };
+  for (let repeat = 0; repeat < repeats; repeat++) {
+    for (const name of ['json', 'json + guard()'] as const) {
+      const url = (port: number): string => `http://127.0.0.1:${port}/json`;
+      const { value: requests, cpuSeconds } = await withApp(
+        name,
+        async (port) => {
+          const result = await autocannon({ url: url(port), connections: 10, duration });
+          if (result.non2xx > 0 || result.errors > 0) throw new Error(`${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+          return result.requests.total;
+        },
+        (port) => autocannon({ url: url(port), connections: 10, duration: 1 }),
+      );
+      figures.jsonRps[name].push(requests / cpuSeconds);
+      log(`G1 ${name}: ${(requests / cpuSeconds).toFixed(0)} requests per CPU-second (${(requests / duration).toFixed(0)}/s wall clock)`);
+    }
+    for (const name of ['stream', 'stream + compression() + guard()'] as const) {
+      const { value: rate, cpuSeconds } = await withApp(
+        name,
+        (port) => readStream(port, events),
+        (port) => readStream(port, events / 10),
+      );
+      figures.streamEventsPerSecond[name].push(events / cpuSeconds);
+      log(`G2 ${name}: ${(events / cpuSeconds / 1000).toFixed(0)}k events per CPU-second (${(rate / 1000).toFixed(0)}k/s wall clock)`);
+    }
+  }
+  return figures;
+}
+
+/** The Markdown table of scenario G: the best of the repeats, and the ratio within each pair. */
+export function guardTable(figures: GuardFigures): string {
+  const best = (values: number[]): number => Math.max(...values);
+  const spread = (values: number[]): string => `${(((best(values) - Math.min(...values)) / best(values)) * 100).toFixed(0)}%`;
+  const { jsonRps: j, streamEventsPerSecond: s, perResponseNs: p } = figures;
+  const low = (values: number[]): number => Math.min(...values);
+  const rows = [
+    ['G0 headers of a JSON response, in-process, ns per response ↓', `${low(p.without).toFixed(0)} ns`, `${low(p['with guard()']).toFixed(0)} ns`, `+${(low(p['with guard()']) - low(p.without)).toFixed(0)} ns`],
+    ['G1 small JSON route, requests per CPU-second ↑', `${best(j.json).toFixed(0)}/s (spread ${spread(j.json)})`, `${best(j['json + guard()']).toFixed(0)}/s (spread ${spread(j['json + guard()'])})`, `${(best(j['json + guard()']) / best(j.json)).toFixed(3)}×`],
+    ['G2 hand-written stream, events per CPU-second ↑', `${(best(s.stream) / 1000).toFixed(0)}k/s, no compression (spread ${spread(s.stream)})`, `${(best(s['stream + compression() + guard()']) / 1000).toFixed(0)}k/s, compression() + guard() (spread ${spread(s['stream + compression() + guard()'])})`, `${(best(s['stream + compression() + guard()']) / best(s.stream)).toFixed(3)}×`],
+  ];
+  return [['scenario G', 'without guard()', 'with guard()', 'ratio'], ['---', '---', '---', '---'], ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
+}

@@ -1,0 +1,126 @@
+// guard(): every event stream of the app, whoever writes it, gets what sse() gives its own streams.
+// One middleware; the decision for a response is made when its Content-Type becomes
+// text/event-stream (see watch.ts), and every other response is left as it was.
+import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
+import { GuardedStream, type GuardedSettings } from './guarded.js';
+import { resolveOptions } from './options.js';
+import type { SseMiddleware } from './sse.js';
+import { watchHeaders, type HeaderHooks } from './watch.js';
+import type { SseLogger, SseOptions } from '../core/types.js';
+
+/** guard()'s options: those of sse() that apply to a stream someone else writes, with the same meanings. */
+export type GuardOptions = Pick<SseOptions, 'compression' | 'heartbeat' | 'maxBufferedBytes' | 'logger'>;
+
+// Hop-by-hop headers: HTTP/2 forbids them, and Node's HTTP/2 layer throws on Keep-Alive and
+// Transfer-Encoding when the head is written (RFC 9113 § 8.2.2).
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']);
+
+function urlOf(req: IncomingMessage): string | undefined {
+  return (req as { originalUrl?: string }).originalUrl ?? req.url;
+}
+
+/** Merges `no-transform` into a Cache-Control value, keeping the producer's own directives. */
+export function withNoTransform(value: OutgoingHttpHeader): string {
+  const text = Array.isArray(value) ? value.join(', ') : String(value);
+  if (text.split(',').some((directive) => directive.trim().toLowerCase() === 'no-transform')) return text;
+  return text.trim() === '' ? 'no-transform' : `${text}, no-transform`;
+}
+
+/** Cancels request-timeout middleware and the socket idle timer for this response, and says so. */
+function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined): void {
+  const found = findTimeoutMiddleware(req, res);
+  if (found.length > 0) {
+    disarmTimeoutMiddleware(req, found);
+    logger?.('timeout-disarmed', { url: urlOf(req), middleware: found });
+  }
+  if (req.httpVersionMajor !== 1) return;
+  const socket = req.socket;
+  if (socket.timeout !== undefined && socket.timeout > 0) {
+    logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
+    socket.setTimeout(0);
+  }
+}
+
+interface GuardConfig {
+  bypass: boolean;
+  compression: 'bypass' | 'flush';
+  logger: SseLogger | undefined;
+  settings: GuardedSettings;
+}
+
+/** One response's guard: what happens when its Content-Type turns out to be text/event-stream. */
+class ResponseGuard implements HeaderHooks {
+  #stream: GuardedStream | undefined;
+  #encodingBefore: string | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly config: GuardConfig,
+    // Whether the timeouts were disarmed already, when the request asked for an event stream.
+    public disarmed: boolean,
+  ) {}
+
+  onEventStream(): void {
+    const { req, res, config } = this;
+    this.#stream = new GuardedStream(req, res, config.settings);
+    if (config.bypass) {
+      const cacheControl = res.getHeader('cache-control');
+      res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
+    }
+    if (!this.disarmed) disarmTimeouts(req, res, config.logger);
+    this.disarmed = true;
+  }
+
+  rewrite(name: string, value: OutgoingHttpHeader): OutgoingHttpHeader | undefined {
+    if (this.req.httpVersionMajor === 2 && HOP_BY_HOP.has(name)) return undefined;
+    if (this.config.bypass && name === 'cache-control') return withNoTransform(value);
+    return value;
+  }
+
+  beforeHead(): void {
+    const res = this.res;
+    if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
+    if (this.req.httpVersionMajor === 2) for (const name of HOP_BY_HOP) res.removeHeader(name);
+    this.#encodingBefore = contentEncoding(res);
+  }
+
+  afterHead(): void {
+    const stream = this.#stream;
+    if (stream === undefined) return;
+    this.#stream = undefined;
+    const { req, res, config } = this;
+    const encoding = contentEncoding(res);
+    // A compressor that engaged sets Content-Encoding inside its writeHead hook; one the producer set
+    // itself (graphql-sse and the AI SDK's docs use `Content-Encoding: none`) is not a compressor.
+    const layer = hasCompressionLayer(res);
+    const compressed = layer && encoding !== undefined && encoding !== this.#encodingBefore;
+    if (layer) {
+      if (compressed) config.logger?.('compression-flushed', { url: urlOf(req), encoding, requested: config.compression });
+      else config.logger?.('compression-bypassed', { url: urlOf(req) });
+    }
+    stream.start(compressed);
+  }
+}
+
+/**
+ * Middleware that makes every event stream of the app safe, however it is written: mount it once,
+ * before the routes (before or after compression(), after any request-timeout middleware).
+ */
+export function guard(options?: GuardOptions): SseMiddleware {
+  // Validated as sse()'s are; highWaterMark has no meaning here (guard() never paces the producer).
+  if (options !== undefined && (options === null || typeof options !== 'object')) resolveOptions(options);
+  const { compression, heartbeat, maxBufferedBytes, logger } = resolveOptions({ ...options, highWaterMark: 0 });
+  const config: GuardConfig = { bypass: compression === 'bypass', compression, logger, settings: { heartbeat, maxBufferedBytes, logger } };
+
+  return function guardEventStreams(req, res, next) {
+    // EventSource always asks for text/event-stream: disarm at once, so that a producer whose setup
+    // is slower than the timeout still gets to answer (the timeout middleware must be mounted first).
+    const accept = req.headers.accept;
+    const eventSource = accept !== undefined && accept.includes('text/event-stream');
+    // A second guard() on the same request (app-wide and on a router) leaves it to the first.
+    if (watchHeaders(res, new ResponseGuard(req, res, config, eventSource)) && eventSource) disarmTimeouts(req, res, logger);
+    next();
+  };
+}

@@ -1,0 +1,197 @@
+// An event stream that other code writes, once guard() recognised it: the writes are watched (not
+// changed) so that the stream can be flushed through a compressor that engaged anyway, cut when its
+// client stops reading, given heartbeats only between events, and ended by shutdown().
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
+import { counters, drainStream, open, type Registered } from '../stream/registry.js';
+import { serializeComment } from '../stream/serialize.js';
+import type { SseLogger } from '../core/types.js';
+
+export interface GuardedSettings {
+  heartbeat: number | false;
+  maxBufferedBytes: number;
+  logger: SseLogger | undefined;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+type Write = (chunk: unknown, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
+type Response = ServerResponse & { flush?: () => void };
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** The last two bytes of a chunk, as char codes (-1 where the chunk is shorter). */
+function tail(chunk: unknown): [number, number] {
+  if (typeof chunk === 'string') return [chunk.length > 1 ? chunk.charCodeAt(chunk.length - 2) : -1, chunk.length > 0 ? chunk.charCodeAt(chunk.length - 1) : -1];
+  if (chunk instanceof Uint8Array) return [chunk.length > 1 ? chunk[chunk.length - 2]! : -1, chunk.length > 0 ? chunk[chunk.length - 1]! : -1];
+  return [-1, -1];
+}
+
+const heartbeatFrame = serializeComment();
+
+export class GuardedStream implements Registered, Beating {
+  /** Set on every write; the heartbeat scheduler clears it (see stream/heartbeat.ts). */
+  [active] = true;
+  readonly #req: IncomingMessage;
+  readonly #res: Response;
+  readonly #socket: Socket | null;
+  readonly #settings: GuardedSettings;
+  // The write() below ours (the compressor's, or Node's), captured when the stream was recognised.
+  readonly #write: Write;
+  // Set once the head is out and a compressor turned out to have engaged: every write is flushed then.
+  #compressed = false;
+  // Bytes handed to the compressor while the socket was backed up: they sit in zlib, where the
+  // socket's counters cannot see them.
+  #inCompressor = 0;
+  // Whether the bytes written so far end an event (a blank line): only there may a heartbeat go.
+  #prev = LF;
+  #last = LF;
+  #closed = false;
+  // Whether the write() below ours is not Node's own (and so may drop callbacks), and the callbacks
+  // waiting for the socket to drain.
+  readonly #wrapped: boolean;
+  #waiting: Array<() => void> = [];
+  // Set when shutdown() or the slow-consumer rule ended the response: later writes are refused.
+  #endedByGuard = false;
+
+  constructor(req: IncomingMessage, res: ServerResponse, settings: GuardedSettings) {
+    this.#req = req;
+    this.#res = res;
+    this.#socket = req.httpVersionMajor === 1 ? req.socket : null;
+    this.#settings = settings;
+    this.#write = res.write as Write;
+    this.#wrapped = this.#write !== (Object.getPrototypeOf(res) as { write?: unknown }).write;
+    res.write = this.#watchedWrite as ServerResponse['write'];
+  }
+
+  /** Called once the head is out: joins stats(), shutdown() and the heartbeat, and learns whether a compressor engaged. */
+  start(compressed: boolean): void {
+    this.#compressed = compressed;
+    const res = this.#res;
+    if (res.destroyed) return;
+    res.on('close', this.#onClose);
+    this.#socket?.on('drain', this.#onDrain);
+    open.add(this);
+    if (this.#settings.heartbeat !== false) startHeartbeat(this.#settings.heartbeat, this);
+  }
+
+  get bufferedBytes(): number {
+    return this.#closed ? 0 : this.#res.writableLength + this.#inCompressor;
+  }
+
+  /** The heartbeat: a comment, written only where an event just ended, never inside one the producer wrote in pieces. */
+  [beat](): void {
+    const res = this.#res;
+    if (this.#closed || this.#endedByGuard || res.writableEnded || !this.#atBoundary()) return;
+    this.#write.call(res, heartbeatFrame);
+    if (this.#compressed) res.flush?.();
+    // As any write: the scheduler then waits a whole period before the next beat.
+    this[active] = true;
+  }
+
+  /** shutdown(): ends the response (writing nothing in the producer's format), cut after `graceMs` if it does not finish. */
+  [drainStream](_farewell: string, graceMs: number): Promise<void> {
+    const res = this.#res;
+    return new Promise<void>((resolve) => {
+      if (res.closed || this.#closed) return resolve();
+      const timer = setTimeout(() => res.destroy(), graceMs);
+      res.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.#endedByGuard = true;
+      if (!res.writableEnded) res.end();
+    });
+  }
+
+  #atBoundary(): boolean {
+    const last = this.#last;
+    const prev = this.#prev;
+    return (last === LF && (prev === LF || prev === -1)) || (last === CR && prev === CR);
+  }
+
+  readonly #watchedWrite = (chunk: unknown, encodingOrCallback?: BufferEncoding | WriteCallback, maybeCallback?: WriteCallback): boolean => {
+    const res = this.#res;
+    const callback = typeof encodingOrCallback === 'function' ? encodingOrCallback : maybeCallback;
+    const encoding = typeof encodingOrCallback === 'function' ? undefined : encodingOrCallback;
+    if (this.#endedByGuard) {
+      // The response is ending: the producer hears it through the callback (as from a destroyed
+      // response) and through res's 'close', never through an 'error' event nobody listens to.
+      if (callback !== undefined) process.nextTick(callback, new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.'));
+      return false;
+    }
+    // What piled up before this write decides, as for sse(): one event larger than the limit still
+    // goes to a client that reads (Node holds each write in the corked socket until the next tick).
+    if (!this.#checkBuffered()) return this.#watchedWrite(chunk, encoding, callback);
+    this[active] = true;
+    const [a, b] = tail(chunk);
+    if (b !== -1) {
+      this.#prev = a === -1 ? this.#last : a;
+      this.#last = b;
+    }
+    // A write() wrapped by another layer may drop the callback: compression 1.8 does whenever it is
+    // given in third place, and always once it compresses. Such a callback is called here once the
+    // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
+    // of the two comes first. The arguments keep their shape: compression hands a second-place
+    // callback on to Node as it is.
+    const backedUp = res.writableNeedDrain;
+    let result: boolean;
+    let once: WriteCallback | undefined;
+    if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
+    else {
+      let called = false;
+      once = (error) => {
+        if (called) return;
+        called = true;
+        callback(error);
+      };
+      result =
+        encoding === undefined
+          ? (this.#write as unknown as (chunk: unknown, callback: WriteCallback) => boolean).call(res, chunk, once)
+          : this.#write.call(res, chunk, encoding, once);
+    }
+    if (this.#compressed) {
+      if (backedUp && this.#socket !== null) this.#inCompressor += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
+      res.flush?.();
+    }
+    if (once !== undefined && this.#wrapped) {
+      const settle = (): void => once(res.destroyed ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
+      if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
+      else setImmediate(settle);
+    }
+    return result;
+  };
+
+  /** False once the client was cut for letting more than maxBufferedBytes pile up. */
+  #checkBuffered(): boolean {
+    const bufferedBytes = this.bufferedBytes;
+    const { maxBufferedBytes, logger } = this.#settings;
+    if (bufferedBytes <= maxBufferedBytes) return true;
+    counters.slowConsumerDrops++;
+    logger?.('slow-consumer', { url: (this.#req as { originalUrl?: string }).originalUrl ?? this.#req.url, bufferedBytes, maxBufferedBytes });
+    this.#endedByGuard = true;
+    this.#res.destroy();
+    return false;
+  }
+
+  readonly #onDrain = (): void => {
+    this.#inCompressor = 0;
+    this.#settleWaiting();
+  };
+
+  #settleWaiting(): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const settle of waiting) settle();
+  }
+
+  readonly #onClose = (): void => {
+    if (this.#closed) return;
+    this.#closed = true;
+    open.delete(this);
+    if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
+    this.#socket?.off('drain', this.#onDrain);
+    this.#settleWaiting();
+  };
+}
