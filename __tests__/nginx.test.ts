@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import express from 'express';
 import { diagnose, type Culprit } from '../src/doctor/diagnose';
-import { sse } from '../src/index';
+import { guard, sse } from '../src/index';
 import { doctor } from '../src/doctor/doctor';
 import { describeWithBinary } from './helpers/binaries';
 import { firstEvent, recipe, selfSignedCert, startNginx, type ProxyProcess } from './helpers/proxy';
@@ -144,6 +144,7 @@ describeWithBinary('nginx', 'behind nginx over HTTPS and HTTP/2 (docs/nginx-http
     // A quiet sse() stream: no event, no heartbeat, only the line sse() writes at connect.
     app.get('/quiet', sse(() => {}, { heartbeat: false }));
     app.get('/head-only', headOnly());
+    app.get('/head-only/guarded', guard({ heartbeat: false }), headOnly());
     upstream = await listen(app);
     certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-cert-'));
     const { key, cert } = selfSignedCert(certDir);
@@ -167,6 +168,12 @@ describeWithBinary('nginx', 'behind nginx over HTTPS and HTTP/2 (docs/nginx-http
 
   it("releases a quiet sse() stream's head at once over HTTP/2, thanks to the line sse() writes at connect", async () => {
     const w = await watch(`${origin}/quiet`, { ms: 1500, http2: true });
+    expect(w.status).toBe(200);
+    expect(w.headMs).toBeLessThan(PROMPT_MS);
+  });
+
+  it('releases the head of a producer that writes no body byte once guard() is mounted (its connect line)', async () => {
+    const w = await watch(`${origin}/head-only/guarded`, { ms: 1500, http2: true });
     expect(w.status).toBe(200);
     expect(w.headMs).toBeLessThan(PROMPT_MS);
   });

@@ -67,6 +67,12 @@ describeWithBinary('caddy', 'behind Caddy (docs/Caddyfile)', (binary) => {
     expect(w.headMs).toBeLessThan(PROMPT_MS);
   });
 
+  it('with `encode gzip`, releases the head of a producer that writes no body byte once guard() is mounted', async () => {
+    const w = await watch(`${origin.encode}/head-only/guarded`, { ms: 1500 });
+    expect(w.status).toBe(200);
+    expect(w.headMs).toBeLessThan(PROMPT_MS);
+  });
+
   it('with `encode gzip`, holds the head of a stream that writes no body byte (the control)', async () => {
     const w = await watch(`${origin.encode}/head-only`, { ms: 2000 });
     expect(w.headMs).toBeUndefined();

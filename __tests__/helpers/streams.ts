@@ -1,7 +1,7 @@
 // Event-stream routes for the doctor and proxy suites: a hand-written one, as found in the wild, and sse-guard's.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express } from 'express';
-import { sse, type SseOptions } from '../../src/index';
+import { guard, sse, type SseOptions } from '../../src/index';
 
 export interface NaiveOptions {
   /** ms between events. Default 200. */
@@ -71,6 +71,8 @@ export function proxiedRoutes(): Express {
   // A quiet stream: nothing after the connect line but its heartbeat (off here, so only the connect line counts).
   app.get('/quiet', sse(() => {}, { heartbeat: false }));
   app.get('/head-only', headOnly());
+  // The same producer under guard(), which writes one comment line once the head is out with no body byte.
+  app.get('/head-only/guarded', guard({ heartbeat: false }), headOnly());
   app.get('/naive', naiveSse());
   // A quiet stream with the heartbeat given in ms, no probe: what an idle timeout sees.
   app.get('/heartbeat/:ms', (req, res, next) => sse(() => {}, { heartbeat: Number(req.params.ms) })(req, res, next));

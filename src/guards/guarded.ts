@@ -30,6 +30,17 @@ function tail(chunk: unknown): [number, number] {
 
 const heartbeatFrame = serializeComment();
 
+function length(chunk: unknown): number {
+  return typeof chunk === 'string' || chunk instanceof Uint8Array ? chunk.length : 0;
+}
+
+// U+FEFF as the first character of a string, or its UTF-8 bytes opening a buffer.
+function withoutBom(chunk: unknown): unknown {
+  if (typeof chunk === 'string') return chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk;
+  if (chunk instanceof Uint8Array && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) return chunk.subarray(3);
+  return chunk;
+}
+
 export class GuardedStream implements Registered, Beating {
   /** Set on every write; the heartbeat scheduler clears it (see stream/heartbeat.ts). */
   [active] = true;
@@ -54,6 +65,12 @@ export class GuardedStream implements Registered, Beating {
   #waiting: Array<() => void> = [];
   // Set when shutdown() or the slow-consumer rule ended the response: later writes are refused.
   #endedByGuard = false;
+  // Whether the producer wrote a body byte yet; and, once the connect line went out before its first
+  // one, that a byte order mark opening that first write must go (EventSource strips one only at the
+  // very start of the stream; after the line it would join the first field's name).
+  #wroteBody = false;
+  #stripBom = false;
+  #connect: NodeJS.Immediate | undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, settings: GuardedSettings) {
     this.#req = req;
@@ -74,6 +91,11 @@ export class GuardedStream implements Registered, Beating {
     this.#socket?.on('drain', this.#onDrain);
     open.add(this);
     if (this.#settings.heartbeat !== false) startHeartbeat(this.#settings.heartbeat, this);
+    // Some proxies hold the head until the first body byte (nginx over HTTP/2, Caddy with encode):
+    // a producer that sends its head and then waits (for a model's first token, say) would have the
+    // client's open held that long. Once this tick's I/O is done, a stream with no body byte yet gets
+    // one comment line, as sse() writes at connect; any later write starts on a fresh line.
+    this.#connect = setImmediate(this.#writeConnectLine);
   }
 
   get bufferedBytes(): number {
@@ -125,6 +147,13 @@ export class GuardedStream implements Registered, Beating {
     // goes to a client that reads (Node holds each write in the corked socket until the next tick).
     if (!this.#checkBuffered()) return this.#watchedWrite(chunk, encoding, callback);
     this[active] = true;
+    if (length(chunk) > 0) {
+      this.#wroteBody = true;
+      if (this.#stripBom) {
+        this.#stripBom = false;
+        chunk = withoutBom(chunk);
+      }
+    }
     const [a, b] = tail(chunk);
     if (b !== -1) {
       this.#prev = a === -1 ? this.#last : a;
@@ -175,6 +204,16 @@ export class GuardedStream implements Registered, Beating {
     return false;
   }
 
+  readonly #writeConnectLine = (): void => {
+    this.#connect = undefined;
+    const res = this.#res;
+    if (this.#wroteBody || this.#closed || this.#endedByGuard || res.writableEnded || res.statusCode < 200 || res.statusCode > 299) return;
+    this.#wroteBody = true;
+    this.#stripBom = true;
+    this.#write.call(res, heartbeatFrame);
+    if (this.#compressed) res.flush?.();
+  };
+
   readonly #onDrain = (): void => {
     this.#inCompressor = 0;
     this.#settleWaiting();
@@ -189,6 +228,7 @@ export class GuardedStream implements Registered, Beating {
   readonly #onClose = (): void => {
     if (this.#closed) return;
     this.#closed = true;
+    clearImmediate(this.#connect);
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     this.#socket?.off('drain', this.#onDrain);
