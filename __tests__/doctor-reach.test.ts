@@ -89,26 +89,14 @@ describe('the doctor keeps what it prints safe', () => {
 });
 
 describeWithBinary('openssl', 'the doctor over TLS and HTTP/2', () => {
-  let dir: string;
+  let server: TlsServer;
   let cert: string;
-  let h2: http2.Http2SecureServer;
   let origin: string;
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-tls-'));
-    const files = selfSignedCert(dir);
-    cert = files.cert;
-    // HTTP/2 with HTTP/1.1 as fallback, as browsers and proxies meet it; sse() on Node's compatibility API.
-    const route = guardedSse();
-    h2 = http2.createSecureServer({ key: fs.readFileSync(files.key), cert: fs.readFileSync(cert), allowHTTP1: true }, (req, res) => {
-      route(req as never, res as never, () => res.writeHead(500).end());
-    });
-    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
-    origin = `https://127.0.0.1:${(h2.address() as { port: number }).port}`;
+    server = await tlsServer();
+    ({ cert, origin } = server);
   });
-  afterAll(async () => {
-    await new Promise((resolve) => h2?.close(resolve));
-    if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => server?.close());
 
   it('names --insecure and NODE_EXTRA_CA_CERTS when the certificate cannot be verified', async () => {
     const run = await cli(['doctor', `${origin}/events`, '--duration', '800ms']);
@@ -189,23 +177,13 @@ describeWithBinary('squid', 'the doctor through a forward proxy (Squid, docs/squ
   });
 
   describeWithBinary('openssl', 'an https stream through a CONNECT tunnel', () => {
-    let dir: string;
-    let h2: http2.Http2SecureServer;
+    let server: TlsServer;
     let origin: string;
     beforeAll(async () => {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-tls-'));
-      const { key, cert } = selfSignedCert(dir);
-      const route = guardedSse();
-      h2 = http2.createSecureServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), allowHTTP1: true }, (req, res) => {
-        route(req as never, res as never, () => res.writeHead(500).end());
-      });
-      await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
-      origin = `https://127.0.0.1:${(h2.address() as { port: number }).port}`;
+      server = await tlsServer();
+      ({ origin } = server);
     });
-    afterAll(async () => {
-      await new Promise((resolve) => h2?.close(resolve));
-      if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
-    });
+    afterAll(() => server?.close());
 
     it('honours HTTPS_PROXY and still negotiates HTTP/2 end to end', async () => {
       const run = await cli(['doctor', `${origin}/events`, '--duration', '800ms', '--insecure', '--json'], { HTTPS_PROXY: proxyUrl });
@@ -257,3 +235,30 @@ describe('which proxy the doctor takes', () => {
     expect(diagnose(result)).toMatchObject({ verdict: 'unreachable', findings: [{ problem: expect.stringMatching(/not an http:\/\/ proxy/) }] });
   });
 });
+
+interface TlsServer {
+  origin: string;
+  /** The self-signed certificate's file, for NODE_EXTRA_CA_CERTS. */
+  cert: string;
+  close(): Promise<void>;
+}
+
+/** An sse() route over TLS with a self-signed certificate: HTTP/2 with HTTP/1.1 as fallback, as browsers and proxies meet it. */
+async function tlsServer(): Promise<TlsServer> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-tls-'));
+  const { key, cert } = selfSignedCert(dir);
+  const route = guardedSse();
+  // sse() on Node's HTTP/2 compatibility API.
+  const h2 = http2.createSecureServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), allowHTTP1: true }, (req, res) => {
+    route(req as never, res as never, () => res.writeHead(500).end());
+  });
+  await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `https://127.0.0.1:${(h2.address() as { port: number }).port}`,
+    cert,
+    close: async () => {
+      await new Promise((resolve) => h2.close(resolve));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

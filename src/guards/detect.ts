@@ -1,5 +1,6 @@
 // Detects what sits upstream of the stream on this request: request-timeout middleware and compression.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SseLogger } from '../core/types.js';
 
 /** Request-timeout middleware that would cut a long-lived response. */
 export type TimeoutMiddleware = 'connect-timeout' | 'express-timeout-handler';
@@ -37,4 +38,19 @@ export function contentEncoding(res: ServerResponse): string | undefined {
   const value = res.getHeader('content-encoding');
   const encoding = typeof value === 'string' ? value.toLowerCase() : undefined;
   return encoding === undefined || encoding === 'identity' ? undefined : encoding;
+}
+
+/** The URL the app was asked for, for the logger: Express's originalUrl (a router strips its mount path from url). */
+export function urlOf(req: IncomingMessage): string | undefined {
+  return (req as { originalUrl?: string }).originalUrl ?? req.url;
+}
+
+/** Clears the socket's idle timer (server.timeout, socket.setTimeout), which would cut a quiet stream, and says so. HTTP/1 only: an HTTP/2 stream shares its socket. */
+export function disarmSocketTimeout(req: IncomingMessage, logger: SseLogger | undefined): void {
+  if (req.httpVersionMajor !== 1) return;
+  const socket = req.socket;
+  if (socket.timeout !== undefined && socket.timeout > 0) {
+    logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
+    socket.setTimeout(0);
+  }
 }

@@ -2,7 +2,7 @@
 // One middleware; the decision for a response is made when its Content-Type becomes
 // text/event-stream (see watch.ts), and every other response is left as it was.
 import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, urlOf } from './detect.js';
 import { GuardedStream, type GuardedSettings } from './guarded.js';
 import { resolveOptions } from './options.js';
 import type { SseMiddleware } from './sse.js';
@@ -15,10 +15,6 @@ export type GuardOptions = Pick<SseOptions, 'compression' | 'heartbeat' | 'maxBu
 // Hop-by-hop headers: HTTP/2 forbids them, and Node's HTTP/2 layer throws on Keep-Alive and
 // Transfer-Encoding when the head is written (RFC 9113 § 8.2.2).
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']);
-
-function urlOf(req: IncomingMessage): string | undefined {
-  return (req as { originalUrl?: string }).originalUrl ?? req.url;
-}
 
 /** Merges `no-transform` into a Cache-Control value, keeping the producer's own directives. */
 export function withNoTransform(value: OutgoingHttpHeader): string {
@@ -34,12 +30,7 @@ function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLo
     disarmTimeoutMiddleware(req, found);
     logger?.('timeout-disarmed', { url: urlOf(req), middleware: found });
   }
-  if (req.httpVersionMajor !== 1) return;
-  const socket = req.socket;
-  if (socket.timeout !== undefined && socket.timeout > 0) {
-    logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
-    socket.setTimeout(0);
-  }
+  disarmSocketTimeout(req, logger);
 }
 
 interface GuardConfig {

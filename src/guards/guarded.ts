@@ -3,6 +3,7 @@
 // client stops reading, given heartbeats only between events, and ended by shutdown().
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { urlOf } from './detect.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
 import { counters, drainStream, open, type Registered } from '../stream/registry.js';
 import { serializeComment } from '../stream/serialize.js';
@@ -198,7 +199,7 @@ export class GuardedStream implements Registered, Beating {
     const { maxBufferedBytes, logger } = this.#settings;
     if (bufferedBytes <= maxBufferedBytes) return true;
     counters.slowConsumerDrops++;
-    logger?.('slow-consumer', { url: (this.#req as { originalUrl?: string }).originalUrl ?? this.#req.url, bufferedBytes, maxBufferedBytes });
+    logger?.('slow-consumer', { url: urlOf(this.#req), bufferedBytes, maxBufferedBytes });
     this.#endedByGuard = true;
     this.#res.destroy();
     return false;

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
 import { claimForSse } from './claim.js';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, hasCompressionLayer } from './detect.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, urlOf } from './detect.js';
 import { sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
 import { probePassThrough } from './passthrough.js';
@@ -22,10 +22,6 @@ export type SseMiddleware<Req extends IncomingMessage = IncomingMessage> = (
   res: ServerResponse,
   next: (err?: unknown) => void,
 ) => void;
-
-function urlOf(req: IncomingMessage): string | undefined {
-  return (req as { originalUrl?: string }).originalUrl ?? req.url;
-}
 
 /** Middleware form: sets `res.sse` and calls `next()`. */
 export function sse(options?: SseOptions): SseMiddleware;
@@ -104,15 +100,9 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
       else logger?.('compression-flushed', { url: urlOf(req), encoding, requested: options.compression });
     }
 
-    // 5. A socket idle timer (server.timeout, socket.setTimeout) would cut a quiet stream.
-    if (req.httpVersionMajor === 1) {
-      const socket = req.socket;
-      if (socket.timeout !== undefined && socket.timeout > 0) {
-        logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
-        socket.setTimeout(0);
-      }
-      socket.setNoDelay(true);
-    }
+    // 5. No idle timer on the socket, no delay for small writes.
+    disarmSocketTimeout(req, logger);
+    if (req.httpVersionMajor === 1) req.socket.setNoDelay(true);
 
     if (req.method === 'HEAD') {
       res.end();
