@@ -17,19 +17,38 @@ export interface GuardedSettings {
 
 type WriteCallback = (error?: Error | null) => void;
 type Write = (chunk: unknown, encoding?: BufferEncoding, callback?: WriteCallback) => boolean;
+type End = (...args: unknown[]) => ServerResponse;
 type Response = ServerResponse & { flush?: () => void };
 
 const LF = 0x0a;
 const CR = 0x0d;
 
-/** The last two bytes of a chunk, as char codes (-1 where the chunk is shorter). */
-function tail(chunk: unknown): [number, number] {
-  if (typeof chunk === 'string') return [chunk.length > 1 ? chunk.charCodeAt(chunk.length - 2) : -1, chunk.length > 0 ? chunk.charCodeAt(chunk.length - 1) : -1];
-  if (chunk instanceof Uint8Array) return [chunk.length > 1 ? chunk[chunk.length - 2]! : -1, chunk.length > 0 ? chunk[chunk.length - 1]! : -1];
-  return [-1, -1];
+/**
+ * The line terminators (CRLF, LF or CR, each counted once) that close `chunk`, and whether the
+ * chunk is nothing but those; undefined for an empty chunk or one that is neither text nor bytes.
+ */
+function closingLineEnds(chunk: unknown): { ends: number; onlyEnds: boolean } | undefined {
+  const text = typeof chunk === 'string' ? chunk : undefined;
+  const bytes = chunk instanceof Uint8Array ? chunk : undefined;
+  const n = text?.length ?? bytes?.length ?? 0;
+  if (n === 0) return undefined;
+  const at = (i: number): number => (text !== undefined ? text.charCodeAt(i) : bytes![i]!);
+  let i = n - 1;
+  let ends = 0;
+  while (i >= 0) {
+    const c = at(i);
+    if (c === LF) i -= i > 0 && at(i - 1) === CR ? 2 : 1;
+    else if (c === CR) i -= 1;
+    else break;
+    ends++;
+  }
+  return { ends, onlyEnds: i < 0 };
 }
 
 const heartbeatFrame = serializeComment();
+
+// What a producer's write or end callback is told once the guard ended its response.
+const endedByGuard = (): Error => new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.');
 
 function length(chunk: unknown): number {
   return typeof chunk === 'string' || chunk instanceof Uint8Array ? chunk.length : 0;
@@ -49,16 +68,19 @@ export class GuardedStream implements Registered, Beating {
   readonly #res: Response;
   readonly #socket: Socket | null;
   readonly #settings: GuardedSettings;
-  // The write() below ours (the compressor's, or Node's), captured when the stream was recognised.
+  // The write() and end() below ours (the compressor's, or Node's), captured when the stream was recognised.
   readonly #write: Write;
+  readonly #end: End;
   // Set once the head is out and a compressor turned out to have engaged: every write is flushed then.
   #compressed = false;
   // Bytes handed to the compressor while the socket was backed up: they sit in zlib, where the
   // socket's counters cannot see them.
   #inCompressor = 0;
-  // Whether the bytes written so far end an event (a blank line): only there may a heartbeat go.
-  #prev = LF;
-  #last = LF;
+  // The line terminators closing what was written so far (two or more: an event just ended, or
+  // nothing was written; only there may a heartbeat go), and whether the last byte was a CR, whose
+  // LF in the next write would make one CRLF.
+  #lineEnds = 2;
+  #lastCR = false;
   #closed = false;
   // Whether the write() below ours is not Node's own (and so may drop callbacks), and the callbacks
   // waiting for the socket to drain.
@@ -79,8 +101,10 @@ export class GuardedStream implements Registered, Beating {
     this.#socket = req.httpVersionMajor === 1 ? req.socket : null;
     this.#settings = settings;
     this.#write = res.write as Write;
+    this.#end = res.end as End;
     this.#wrapped = this.#write !== (Object.getPrototypeOf(res) as { write?: unknown }).write;
     res.write = this.#watchedWrite as ServerResponse['write'];
+    res.end = this.#watchedEnd as ServerResponse['end'];
   }
 
   /** Called once the head is out: joins stats(), shutdown() and the heartbeat, and learns whether a compressor engaged. */
@@ -129,10 +153,18 @@ export class GuardedStream implements Registered, Beating {
   }
 
   #atBoundary(): boolean {
-    const last = this.#last;
-    const prev = this.#prev;
-    return (last === LF && (prev === LF || prev === -1)) || (last === CR && prev === CR);
+    return this.#lineEnds >= 2;
   }
+
+  // A producer's own end() after shutdown() or the slow-consumer rule ended the response: Node would
+  // emit 'error' (write after end) on a response nobody listens to for errors, crashing the process.
+  readonly #watchedEnd = (...args: unknown[]): ServerResponse => {
+    const res = this.#res;
+    if (!this.#endedByGuard) return this.#end.apply(res, args);
+    const callback = args.find((arg): arg is WriteCallback => typeof arg === 'function');
+    if (callback !== undefined) process.nextTick(callback, endedByGuard());
+    return res;
+  };
 
   readonly #watchedWrite = (chunk: unknown, encodingOrCallback?: BufferEncoding | WriteCallback, maybeCallback?: WriteCallback): boolean => {
     const res = this.#res;
@@ -141,7 +173,7 @@ export class GuardedStream implements Registered, Beating {
     if (this.#endedByGuard) {
       // The response is ending: the producer hears it through the callback (as from a destroyed
       // response) and through res's 'close', never through an 'error' event nobody listens to.
-      if (callback !== undefined) process.nextTick(callback, new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.'));
+      if (callback !== undefined) process.nextTick(callback, endedByGuard());
       return false;
     }
     // What piled up before this write decides, as for sse(): one event larger than the limit still
@@ -155,11 +187,7 @@ export class GuardedStream implements Registered, Beating {
         chunk = withoutBom(chunk);
       }
     }
-    const [a, b] = tail(chunk);
-    if (b !== -1) {
-      this.#prev = a === -1 ? this.#last : a;
-      this.#last = b;
-    }
+    this.#track(chunk);
     // A write() wrapped by another layer may drop the callback: compression 1.8 does whenever it is
     // given in third place, and always once it compresses. Such a callback is called here once the
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
@@ -192,6 +220,16 @@ export class GuardedStream implements Registered, Beating {
     }
     return result;
   };
+
+  #track(chunk: unknown): void {
+    const closing = closingLineEnds(chunk);
+    if (closing === undefined) return;
+    const first = typeof chunk === 'string' ? chunk.charCodeAt(0) : (chunk as Uint8Array)[0];
+    // A chunk of line ends only adds to those before it, less the LF that completes a CRLF split across writes.
+    this.#lineEnds = closing.onlyEnds ? this.#lineEnds + closing.ends - (this.#lastCR && first === LF ? 1 : 0) : closing.ends;
+    const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : (chunk as Uint8Array)[(chunk as Uint8Array).length - 1];
+    this.#lastCR = last === CR;
+  }
 
   /** False once the client was cut for letting more than maxBufferedBytes pile up. */
   #checkBuffered(): boolean {

@@ -62,7 +62,9 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
       return;
     }
     if (registry.retryAfter !== undefined) {
-      res.writeHead(503, { 'Retry-After': String(registry.retryAfter), 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+      // Connection is hop-by-hop: HTTP/2 forbids it.
+      const connection = req.httpVersionMajor === 1 ? { Connection: 'close' } : {};
+      res.writeHead(503, { 'Retry-After': String(registry.retryAfter), 'Content-Type': 'text/plain; charset=utf-8', ...connection });
       res.end('Server is shutting down\n');
       return;
     }

@@ -114,8 +114,11 @@ function watchedWriteHead(this: Watched, ...args: unknown[]): Watched {
       // An event stream: fold the headers in through the watched setHeader (as on-headers does), so
       // that they are merged and filtered like any other, and write the head with the status alone.
       // A name repeated in the array form (Set-Cookie) adds a value rather than replacing it.
+      // Content-Type first: once it is known, every header after it is rewritten (a hop-by-hop one
+      // dropped on HTTP/2), whatever order the producer gave them in.
       const seen = new Set<string>();
-      for (const [name, value] of headerPairs(headers)) {
+      const pairs = headerPairs(headers).sort(([a], [b]) => Number(b.toLowerCase() === 'content-type') - Number(a.toLowerCase() === 'content-type'));
+      for (const [name, value] of pairs) {
         const lower = name.toLowerCase();
         if (seen.has(lower)) this.appendHeader(name, value as string | string[]);
         else this.setHeader(name, value);

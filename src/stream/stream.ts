@@ -68,6 +68,20 @@ type Response = ServerResponse & { flush?: () => void };
 // ms between two looks at the buffer while ready() waits without a 'drain' to come (see #watch).
 const READY_POLL_MS = 5;
 
+// A close listener is the app's code, called from wherever the stream closed: a Channel's publish
+// loop, the heartbeat tick, a socket callback. One that throws must not cut that loop short (the
+// other subscribers would miss the event) nor crash the process from a timer; it is reported as a
+// process warning instead, as a failing logger is.
+function callListener<S>(stream: S, listener: (this: S, reason: CloseReason) => void, reason: CloseReason): void {
+  try {
+    listener.call(stream, reason);
+  } catch (error) {
+    process.emitWarning(`sse-guard: a 'close' listener threw (${String(error)}); the stream closed all the same. Catch inside your listener.`, {
+      code: 'SSE_GUARD_LISTENER_FAILED',
+    });
+  }
+}
+
 /**
  * An open Server-Sent Events stream (`res.sse`, or the handler form's first argument).
  * Generic over an event map, so that `send({ event: 'tick', data })` is type-checked.
@@ -213,7 +227,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     if (event !== 'close') return this;
     const reason = this.#closeReason;
     if (reason === undefined) this.#listeners = this.#listeners === undefined ? [listener] : [...this.#listeners, listener];
-    else queueMicrotask(() => listener.call(this, reason));
+    else queueMicrotask(() => callListener(this, listener, reason));
     return this;
   }
 
@@ -314,7 +328,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     this.#wake?.();
     const listeners = this.#listeners;
     this.#listeners = undefined;
-    if (listeners !== undefined) for (const listener of listeners) listener.call(this, reason);
+    if (listeners !== undefined) for (const listener of listeners) callListener(this, listener, reason);
   }
 
   /** @internal */

@@ -1,0 +1,135 @@
+// guard() at the edges: events that end in CRLF, headers in any order on HTTP/2, and a producer that
+// ends its response after shutdown() did; and sse()'s refusal after shutdown() on HTTP/2.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import express from 'express';
+import { guard, shutdown, stats } from '../src/index';
+import { rawRequest } from './helpers/raw';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
+
+// Node's HTTP/2 layer warns (process.emitWarning) when it drops a forbidden header; jest's sandbox
+// does not see the warnings of Node's own modules, so the HTTP/2 checks run in a child process on
+// the built package (npm test builds it first).
+const BUILD = path.join(__dirname, '..', 'dist', 'cjs', 'index.js');
+
+/** Runs `body` (with `sseGuard` = the built package, `http2`, and `get(port, path)` resolving to the status) in a child; its warnings and output. */
+function inChild(body: string): Promise<{ warnings: string[]; stdout: string }> {
+  const script = `
+    const http2 = require('node:http2');
+    const sseGuard = require(${JSON.stringify(BUILD)});
+    const get = (port, path) => new Promise((resolve, reject) => {
+      const session = http2.connect('http://127.0.0.1:' + port);
+      session.on('error', reject);
+      const req = session.request({ ':path': path, accept: 'text/event-stream' });
+      req.on('response', (headers) => { const status = headers[':status']; req.close(); session.close(); resolve(status); });
+      req.end();
+    });
+    (async () => { ${body} })().then(() => process.exit(0), (error) => { console.error(error); process.exit(1); });
+  `;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['-e', script], { timeout: 20_000 }, (error, stdout, stderr) => {
+      if (error !== null) reject(new Error(`${error.message}\n${stderr}`));
+      else resolve({ warnings: stderr.split('\n').filter((line) => /Warning:/.test(line)), stdout: stdout.trim() });
+    });
+  });
+}
+
+describe('guard() heartbeats after events that end in CRLF', () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    const app = express();
+    app.use(guard({ heartbeat: 100 }));
+    const route = (...writes: string[]) => (_req: express.Request, res: express.Response) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      for (const chunk of writes) res.write(chunk);
+    };
+    app.get('/lf', route('data: hi\n\n'));
+    app.get('/crlf', route('data: hi\r\n\r\n'));
+    app.get('/crlf-split', route('data: hi\r', '\n\r', '\n'));
+    app.get('/cr', route('data: hi\r\r'));
+    app.get('/inside', route('data: hi\r\n'));
+    srv = await listen(app);
+  });
+  afterAll(() => srv.close());
+
+  async function bodyAfter(path: string, ms: number): Promise<string> {
+    const exchange = await rawRequest(srv.port, `GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`);
+    await sleep(ms);
+    exchange.close();
+    const text = exchange.text();
+    return text.slice(text.indexOf('\r\n\r\n') + 4);
+  }
+
+  it.each(['/lf', '/crlf', '/crlf-split', '/cr'])('beats on an idle stream whose last event ended as %s does', async (path) => {
+    const body = await bodyAfter(path, 600);
+    expect(body).toMatch(/^data: hi(\r\n\r\n|\n\n|\r\r):\n(:\n)+$/);
+  });
+
+  it('never beats inside an event (the control: a data line not yet closed by a blank line)', async () => {
+    expect(await bodyAfter('/inside', 600)).toBe('data: hi\r\n');
+  });
+});
+
+describe('guard() on HTTP/2 with a hop-by-hop header before Content-Type in writeHead', () => {
+  it('drops it without a warning from the HTTP/2 layer', async () => {
+    const { warnings, stdout } = await inChild(`
+      const guarded = sseGuard.guard({ heartbeat: false });
+      const server = http2.createServer((req, res) => guarded(req, res, () => {
+        res.writeHead(200, { Connection: 'keep-alive', 'Content-Type': 'text/event-stream' });
+        res.write('data: x\\n\\n');
+      }));
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      console.log(await get(server.address().port, '/'));
+      server.close();
+    `);
+    expect(stdout).toBe('200');
+    expect(warnings.filter((w) => /connection header/i.test(w))).toEqual([]);
+  });
+});
+
+// shutdown() is final for the process: these run last.
+describe('after shutdown()', () => {
+  let srv: TestServer;
+  const ended: Array<Error | null | undefined> = [];
+  let produced = false;
+
+  beforeAll(async () => {
+    const app = express();
+    app.use(guard({ heartbeat: false, maxBufferedBytes: 64 * 1024 * 1024 }));
+    // A producer with a backlog its client does not read, that ends its response on its own schedule.
+    app.get('/ends-late', (_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      const event = `data: ${'x'.repeat(16 * 1024)}\n\n`;
+      for (let i = 0; i < 600; i++) res.write(event);
+      produced = true;
+      setTimeout(() => res.end('data: bye\n\n', () => undefined), 300);
+      setTimeout(() => res.end((error?: Error | null) => ended.push(error)), 350);
+    });
+    srv = await listen(app);
+  });
+  afterAll(() => srv.close());
+
+  it("a guarded producer's own end() after shutdown() ended its response is refused through its callback, without crashing", async () => {
+    const client = await rawRequest(srv.port, 'GET /ends-late HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    // The client reads nothing: the backlog keeps the response unfinished through the grace period.
+    await waitFor('the producer to write its backlog', () => produced && stats().open === 1);
+    const done = shutdown({ graceMs: 1000 });
+    await waitFor('the producer to end its response', () => ended.length === 1, 3000);
+    expect(ended[0]).toBeInstanceOf(Error);
+    await done;
+    client.close();
+  });
+
+  it('answers sse() requests on HTTP/2 with 503, without the hop-by-hop Connection header', async () => {
+    const { warnings, stdout } = await inChild(`
+      const route = sseGuard.sse(() => {}, { heartbeat: false });
+      const server = http2.createServer((req, res) => route(req, res, () => res.writeHead(500).end()));
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      await sseGuard.shutdown({ graceMs: 100 });
+      console.log(await get(server.address().port, '/'));
+      server.close();
+    `);
+    expect(stdout).toBe('503');
+    expect(warnings.filter((w) => /connection header/i.test(w))).toEqual([]);
+  });
+});
