@@ -9,6 +9,7 @@ import { EventSource } from 'eventsource';
 import { performance } from 'node:perf_hooks';
 import { startFixture, type Fixture } from './helpers/fixture';
 import { firstEvent } from './helpers/proxy';
+import { sleep } from './helpers/server';
 import { PROMPT_MS, STACKS, type Stack } from './helpers/stacks';
 
 const ALL = ['0', '1', '2', '3', '4', '5', '6', '7'];
@@ -20,8 +21,8 @@ interface Ticks {
   status?: number;
 }
 
-/** Reads the route with an EventSource until its eight ticks came, it failed, or `waitMs` passed. */
-function readTicks(url: string, waitMs: number): Promise<Ticks> {
+/** Reads the route with an EventSource until `count` events came, it failed, or `waitMs` passed. */
+function readTicks(url: string, waitMs: number, count = ALL.length): Promise<Ticks> {
   return new Promise((resolve) => {
     const started = performance.now();
     const result: Ticks = { values: [] };
@@ -35,7 +36,7 @@ function readTicks(url: string, waitMs: number): Promise<Ticks> {
     source.onmessage = (event) => {
       result.firstMs ??= performance.now() - started;
       result.values.push(event.data);
-      if (result.values.length === ALL.length) done();
+      if (result.values.length === count) done();
     };
     source.onerror = (event) => {
       result.status = (event as unknown as { code?: number }).code;
@@ -46,7 +47,7 @@ function readTicks(url: string, waitMs: number): Promise<Ticks> {
 
 describe('NestJS 12 @Sse() on the Express adapter (Express 5)', () => {
   let nest: Fixture<Record<string, number>>;
-  const url = (stack: Stack, withTimeout: boolean, route: 'ticks' | 'slow'): string =>
+  const url = (stack: Stack, withTimeout: boolean, route: 'ticks' | 'slow' | 'endless' | 'live'): string =>
     `http://127.0.0.1:${nest.ready[`${stack}/${withTimeout}`]}/nest/${route}`;
 
   beforeAll(async () => {
@@ -67,6 +68,15 @@ describe('NestJS 12 @Sse() on the Express adapter (Express 5)', () => {
     const result = await readTicks(url(stack, false, 'ticks'), 5000);
     expect(result.values).toEqual(ALL);
     expect(result.firstMs).toBeLessThan(PROMPT_MS);
+  });
+
+  it.each(STACKS)('behind compression(), with %s: a client that leaves tears the subscription down', async (stack) => {
+    const result = await readTicks(url(stack, false, 'endless'), 3000, 2);
+    expect(result.values).toEqual(['0', '1']);
+    const live = async (): Promise<number> => ((await (await fetch(url(stack, false, 'live'))).json()) as { live: number }).live;
+    const deadline = performance.now() + 3000;
+    while ((await live()) > 0 && performance.now() < deadline) await sleep(50);
+    expect(await live()).toBe(0);
   });
 
   it.each(STACKS.slice(0, 2))('behind a 250 ms timeout and compression(), with %s: a handler whose setup takes 600 ms gets through', async (stack) => {

@@ -12,12 +12,15 @@ import { EventSource } from 'eventsource';
 import type { Express } from 'express';
 import { performance } from 'node:perf_hooks';
 import { expressVersions } from './helpers/express';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 import { firstEvent } from './helpers/proxy';
 import { PROMPT_MS, STACKS, stacked, type Stack } from './helpers/stacks';
 
 const TICKS = 8;
 const TICK_MS = 100;
+
+/** Subscriptions of `endless` still running, across all the apps. */
+let live = 0;
 
 const t = initTRPC.create();
 const appRouter = t.router({
@@ -34,6 +37,18 @@ const appRouter = t.router({
     for (let n = 0; n < TICKS && !signal?.aborted; n++) {
       await sleep(TICK_MS);
       yield n;
+    }
+  }),
+  // Never returns: only the client leaving (the signal) ends it.
+  endless: t.procedure.subscription(async function* ({ signal }) {
+    live++;
+    try {
+      for (let n = 0; !signal?.aborted; n++) {
+        await sleep(TICK_MS);
+        yield n;
+      }
+    } finally {
+      live--;
     }
   }),
 });
@@ -54,7 +69,7 @@ interface Subscription {
 }
 
 /** Subscribes with tRPC's own client for at most `waitMs`, then reports what arrived. */
-async function subscribe(url: string, waitMs: number, procedure: 'ticks' | 'slowTicks' = 'ticks'): Promise<Subscription> {
+async function subscribe(url: string, waitMs: number, procedure: 'ticks' | 'slowTicks' | 'endless' = 'ticks', count = TICKS): Promise<Subscription> {
   const client = createTRPCClient<typeof appRouter>({ links: [httpSubscriptionLink({ url, EventSource })] });
   const result: Subscription = { values: [], completed: false, connects: 0 };
   const started = performance.now();
@@ -65,6 +80,7 @@ async function subscribe(url: string, waitMs: number, procedure: 'ticks' | 'slow
       onData: (value) => {
         result.firstMs ??= performance.now() - started;
         result.values.push(value);
+        if (result.values.length === count) finish();
       },
       onComplete: () => {
         result.completed = true;
@@ -105,6 +121,12 @@ describe.each(expressVersions)('tRPC 11 subscription over SSE (%s)', (_name, exp
     const result = await subscribe(url(stack, false), 5000);
     expect(result).toMatchObject({ values: ALL, completed: true, connects: 1 });
     expect(result.firstMs).toBeLessThan(PROMPT_MS);
+  });
+
+  it.each(STACKS)('behind compression(), with %s: a client that leaves ends the procedure', async (stack) => {
+    const result = await subscribe(url(stack, false), 3000, 'endless', 2);
+    expect(result.values).toEqual([0, 1]);
+    await waitFor('the procedure to end', () => live === 0);
   });
 
   // tRPC writes its head (and a `connected` event) before the procedure yields, which also stops a
