@@ -8,33 +8,16 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { DefaultChatTransport, simulateReadableStream, streamText, type UIMessageChunk } from 'ai';
 import { MockLanguageModelV3 } from 'ai/test';
-import compression from 'compression';
 import timeout from 'connect-timeout';
 import { EventSource } from 'eventsource';
-import type { Express, RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { performance } from 'node:perf_hooks';
 import * as z from 'zod';
-import { guard } from '../src/index';
 import { expressVersions } from './helpers/express';
 import { listen, type TestServer } from './helpers/server';
+import { PROMPT_MS, STACKS, stacked, type Stack } from './helpers/stacks';
 import { naiveSse } from './helpers/streams';
-
-type Stack = 'guard() before compression()' | 'guard() after compression()' | 'compression() alone';
-const STACKS: Stack[] = ['guard() before compression()', 'guard() after compression()', 'compression() alone'];
-
-function stacked(express: () => Express, stack: Stack, ...before: RequestHandler[]): Express {
-  const app = express();
-  app.use(...before, (_req, _res, next) => next());
-  if (stack === 'guard() before compression()') app.use(guard());
-  app.use(compression());
-  if (stack === 'guard() after compression()') app.use(guard());
-  return app;
-}
-
-// A released stream's first piece comes within a few hundred ms even on a loaded machine; a held one
-// comes when the response ends (a second or more here), or never.
-const PROMPT_MS = 600;
 
 // ---- The AI SDK 6: streamText on a mock model, piped with pipeUIMessageStreamToResponse ----------
 const TOKENS = ['Once ', 'upon ', 'a ', 'time ', 'there ', 'was ', 'a ', 'stream.'];
