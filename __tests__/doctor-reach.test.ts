@@ -86,6 +86,13 @@ describe('the doctor keeps what it prints safe', () => {
     expect(run.stderr).toMatch(/Usage:/);
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('takes proxy credentials with a stray % as they are written, without a stack trace', async () => {
+    const run = await cli(['doctor', `http://127.0.0.1:${server.port}/events`, '--duration', '300ms', '--proxy', 'http://a%zz:b%@127.0.0.1:9']);
+    expect(run.code).toBe(2);
+    expect(run.stdout + run.stderr).toMatch(/proxy/i);
+    expect(run.stdout + run.stderr).not.toMatch(/URIError|\n\s+at /);
+  });
 });
 
 describeWithBinary('openssl', 'the doctor over TLS and HTTP/2', () => {

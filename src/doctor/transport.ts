@@ -83,9 +83,18 @@ export function maskUrl(url: URL | string): string {
   return copy.href;
 }
 
+// A URL keeps its credentials percent-encoded; a stray % (not an escape) is taken as written.
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function proxyAuthorization(proxy: URL): Record<string, string> {
   if (proxy.username === '') return {};
-  const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+  const credentials = `${decoded(proxy.username)}:${decoded(proxy.password)}`;
   return { 'proxy-authorization': `Basic ${Buffer.from(credentials).toString('base64')}` };
 }
 
