@@ -148,7 +148,7 @@ export class GuardedStream implements Registered, Beating {
         resolve();
       });
       this.#endedByGuard = true;
-      if (!res.writableEnded) res.end();
+      if (!res.writableEnded) this.#end.call(res);
     });
   }
 
