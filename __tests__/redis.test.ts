@@ -10,7 +10,7 @@ import { redisAdapter, type RedisAdapterOptions } from '../src/fanout/redis';
 import { describeWithBinary } from './helpers/binaries';
 import { serveChannel, type ChannelServer } from './helpers/channel';
 import { tcpProxy, type TcpProxy } from './helpers/tcp-proxy';
-import { compareIds, freePort, silentLoss, startRedis, type RedisServer } from './helpers/redis';
+import { compareIds, freePort, silentLoss, startRedis, startRedisWithAdmin, type AdminClient, type RedisServer } from './helpers/redis';
 import { listen, sleep, waitFor } from './helpers/server';
 
 /** One SSE client over node:http, parsed per spec as the bytes arrive. */
@@ -125,13 +125,10 @@ const freshKey = (): string => `sse-guard:test:${++keys}`;
 
 describeWithBinary('redis-server', 'redisAdapter on a real Redis', (binary) => {
   let redis: RedisServer;
-  let admin: ReturnType<typeof createClient>;
+  let admin: AdminClient;
 
   beforeAll(async () => {
-    redis = await startRedis(binary, await freePort());
-    admin = createClient({ url: redis.url });
-    admin.on('error', () => {});
-    await admin.connect();
+    ({ redis, admin } = await startRedisWithAdmin(binary, await freePort()));
   });
   afterAll(async () => {
     await admin?.close();
@@ -379,15 +376,12 @@ describeWithBinary('redis-server', 'redisAdapter when Redis fails', (binary) => 
 
 describeWithBinary('redis-server', 'redisAdapter on a link that stops answering', (binary) => {
   let redis: RedisServer;
-  let admin: ReturnType<typeof createClient>;
+  let admin: AdminClient;
   let proxy: TcpProxy;
   let proxied: string;
 
   beforeAll(async () => {
-    redis = await startRedis(binary);
-    admin = createClient({ url: redis.url });
-    admin.on('error', () => {});
-    await admin.connect();
+    ({ redis, admin } = await startRedisWithAdmin(binary));
   });
   afterAll(async () => {
     await admin?.close();

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { createClient } from 'redis';
 import { waitFor } from './server';
 
 /** A port free on 127.0.0.1 a moment ago, for a server that cannot be told to pick one itself. */
@@ -86,4 +87,17 @@ export function compareIds(a: string, b: string): number {
   const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
   if (aMs !== bMs) return aMs < bMs ? -1 : 1;
   return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
+
+// The client type createClient() gives with no modules (as the tests make it).
+const makeAdmin = (url: string) => createClient({ url });
+export type AdminClient = ReturnType<typeof makeAdmin>;
+
+/** A redis-server and a client of the test's own on it, to look at and shape the stream directly. */
+export async function startRedisWithAdmin(binary: string, port?: number): Promise<{ redis: RedisServer; admin: AdminClient }> {
+  const redis = await startRedis(binary, port);
+  const admin = makeAdmin(redis.url);
+  admin.on('error', () => {});
+  await admin.connect();
+  return { redis, admin };
 }
