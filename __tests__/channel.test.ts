@@ -17,12 +17,9 @@ import {
 import { collect, type Collected } from '../src/testing';
 import { autoIds, idsOf, serveChannel, slowReplayAdapter, type ChannelServer } from './helpers/channel';
 import { stalledClient } from './helpers/raw';
-import { sleep, waitFor } from './helpers/server';
+import { cleanupAfterEach, sleep, waitFor } from './helpers/server';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupAfterEach();
 
 async function setup(options: ChannelOptions = {}, sseOptions: SseOptions = {}): Promise<{ channel: Channel; srv: ChannelServer }> {
   const channel = new Channel(options);

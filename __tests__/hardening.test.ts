@@ -23,12 +23,9 @@ import {
 import { collect } from '../src/testing';
 import { autoIds, idsOf, serveChannel, type ChannelServer } from './helpers/channel';
 import { rawRequest, stalledClient } from './helpers/raw';
-import { listen, waitFor, type TestServer } from './helpers/server';
+import { cleanupAfterEach, listen, waitFor, type TestServer } from './helpers/server';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupAfterEach();
 
 const codeOf = (fn: () => unknown): string | undefined => {
   try {

@@ -38,3 +38,12 @@ export async function waitFor(what: string, predicate: () => boolean, timeout = 
     await sleep(5);
   }
 }
+
+/** Things a test opened, closed after it in reverse order (the caller pushes a close function per thing). */
+export function cleanupAfterEach(): Array<() => unknown> {
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  return cleanups;
+}
