@@ -5,9 +5,10 @@ import fs from 'node:fs';
 import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import express from 'express';
 import { diagnose } from '../src/doctor/diagnose';
-import { doctor } from '../src/doctor/doctor';
+import { doctor, MAX_ARRIVALS } from '../src/doctor/doctor';
 import { bypassesProxy, chooseProxy } from '../src/doctor/transport';
 import { describeWithBinary } from './helpers/binaries';
 import { cli } from './helpers/cli';
@@ -41,6 +42,30 @@ beforeAll(async () => {
     const timer = setInterval(() => res.write(`data: ${chunk}`), 1);
     res.on('close', () => clearInterval(timer));
   });
+  // A gzip bomb: 64 MiB of short data lines with no blank line, in about 100 KiB on the wire.
+  app.get('/endless-event', (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Content-Encoding': 'gzip' });
+    const gzip = zlib.createGzip({ flush: zlib.constants.Z_SYNC_FLUSH });
+    gzip.pipe(res);
+    const chunk = `data: ${'x'.repeat(57)}\n`.repeat(16 * 1024);
+    let sent = 0;
+    const timer = setInterval(() => {
+      gzip.write(chunk);
+      if (++sent === 64) {
+        clearInterval(timer);
+        gzip.end();
+      }
+    }, 1);
+    res.on('close', () => {
+      clearInterval(timer);
+      gzip.destroy();
+    });
+  });
+  // Tiny events, more than the doctor records, then nothing: the stream stays open.
+  app.get('/flood', (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+    res.write('data: x\n\n'.repeat(MAX_ARRIVALS + 20_000));
+  });
   server = await listen(app);
 });
 afterAll(async () => {
@@ -73,6 +98,25 @@ describe('the doctor keeps what it prints safe', () => {
     expect(performance.now() - started).toBeLessThan(8000);
     expect(result.main.decodedBytes).toBeLessThan(4 * 1024 * 1024);
     expect(diagnose(result).findings).toMatchObject([{ culprit: 'long-line', problem: expect.stringMatching(/without a line break/) }]);
+  });
+
+  it('stops at an event whose short lines pass 16 MiB without a blank line, even from a gzip bomb', async () => {
+    const result = await doctor(`http://127.0.0.1:${server.port}/endless-event`, { durationMs: 20_000 });
+    // The server sends 64 MiB; the doctor stops a little past the bound, holding no more than that.
+    expect(result.main.longEvent).toBeGreaterThan(16 * 1024 * 1024);
+    expect(result.main.decodedBytes).toBeLessThan(24 * 1024 * 1024);
+    expect(result.main.endMs).toBeUndefined();
+    expect(diagnose(result).findings).toMatchObject([{ culprit: 'long-event', problem: expect.stringMatching(/without the blank line/) }]);
+  });
+
+  it('stops recording at MAX_ARRIVALS events instead of growing for the whole sample', async () => {
+    const started = performance.now();
+    const result = await doctor(`http://127.0.0.1:${server.port}/flood`, { durationMs: 15_000 });
+    expect(result.main.arrivals).toHaveLength(MAX_ARRIVALS);
+    expect(result.main.error).toBeUndefined();
+    // The server never ends: only the cap stops the sample before its 15 s.
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(diagnose(result).verdict).toBe('healthy');
   });
 
   it.each([

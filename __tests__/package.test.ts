@@ -93,6 +93,9 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
   const channel = new cjs.Channel({ history: 5 });
   const app = express();
   app.get('/events', esm.sse({ heartbeat: false }), (req, res) => channel.subscribe(res.sse));
+  // A second copy of the package, as npm nests one for a dependency that pins another version.
+  const copy = require(path.resolve('node_modules/nested/node_modules/sse-guard'));
+  app.get('/copy', copy.sse({ heartbeat: false }), () => {});
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = 'http://127.0.0.1:' + server.address().port + '/events';
@@ -106,7 +109,8 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
   const events = (await got).events.map((e) => e.data);
   await until(() => cjs.stats().open === 0);
   const reconnect = collect(url, { count: 1, timeout: 5000 });
-  await until(() => cjs.stats().open === 1);
+  const fromCopy = collect(url.replace(/events$/, 'copy'), { count: 1, timeout: 5000 });
+  await until(() => cjs.stats().open === 2);
   const openBefore = cjs.stats().open;
   const started = Date.now();
   await cjs.shutdown({ graceMs: 2000 });
@@ -120,6 +124,8 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
     openBefore,
     openAfter: esm.stats().open,
     cut: (await reconnect).ended,
+    copyDistinct: copy.sse !== cjs.sse,
+    copyCut: (await fromCopy).ended,
     closeMs: await closed,
   };
 }
@@ -235,6 +241,7 @@ async function install(tarball: string): Promise<void> {
     fs.symlinkSync(path.join(root, 'node_modules', name), path.join(modules, name), 'dir');
   }
   fs.writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+  fs.cpSync(target, path.join(modules, 'nested', 'node_modules', manifest.name), { recursive: true });
 }
 
 beforeAll(async () => {
@@ -356,6 +363,8 @@ describe('both builds in one process', () => {
     openBefore: number;
     openAfter: number;
     cut: boolean;
+    copyDistinct: boolean;
+    copyCut: boolean;
     closeMs: number;
   };
 
@@ -375,10 +384,12 @@ describe('both builds in one process', () => {
     expect(mixed.events).toEqual(['one', 'two']);
   });
 
-  it("ends a stream of the other build in shutdown(), so that server.close() finishes", () => {
-    expect(mixed.openBefore).toBe(1);
+  it("ends the streams of the other build and of a second copy of the package in shutdown(), so that server.close() finishes", () => {
+    expect(mixed.openBefore).toBe(2);
     expect(mixed.openAfter).toBe(0);
     expect(mixed.cut).toBe(true);
+    expect(mixed.copyDistinct).toBe(true);
+    expect(mixed.copyCut).toBe(true);
     expect(mixed.closeMs).toBeLessThan(2000);
   });
 });

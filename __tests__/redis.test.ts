@@ -372,6 +372,33 @@ describeWithBinary('redis-server', 'redisAdapter when Redis fails', (binary) => 
     const late = await all[1]!.subscribe(expected[2]);
     expect((await late.received(1))[0]).toMatchObject({ event: 'resync' });
   });
+
+  it("keeps delivering after the app's client gave up by its reconnect strategy: the reader duplicated from it reconnects", async () => {
+    const redis = await startRedis(binary, await freePort());
+    cleanups.push(() => redis.stop());
+    const owned = createClient({ url: redis.url, socket: { reconnectStrategy: false } });
+    owned.on('error', () => {});
+    await owned.connect();
+    cleanups.push(() => owned.isOpen && owned.destroy());
+    const killer = createClient({ url: redis.url });
+    killer.on('error', () => {});
+    await killer.connect();
+    cleanups.push(() => killer.isOpen && killer.destroy());
+    const key = freshKey();
+    const onOwned = await instance({ client: owned, key }, 10);
+    const other = await instance({ url: redis.url, key }, 10);
+    const reader = await onOwned.subscribe();
+    const first = await other.channel.publish({ data: 1 });
+    expect(ids(await reader.received(1))).toEqual([first]);
+
+    // Every connection dropped: the app's client stays down, as its strategy says.
+    await killer.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes']);
+    await waitFor("the app's client to give up", () => !owned.isOpen);
+    const second = await publishWhenBack(other.channel, 2);
+    expect(ids(await reader.received(2))).toEqual([first, second]);
+    // Its own publish() says the client is down, rather than failing silently.
+    await expect(onOwned.channel.publish({ data: 3 })).rejects.toMatchObject({ code: 'ERR_SSE_ADAPTER', message: expect.stringMatching(/not connected/) });
+  });
 });
 
 describeWithBinary('redis-server', 'redisAdapter on a link that stops answering', (binary) => {

@@ -36,8 +36,10 @@ async function main(): Promise<void> {
     pump();
   });
   const server = app.listen(0, '127.0.0.1', () => process.send?.((server.address() as AddressInfo).port));
-  // The runner reads this process's CPU time around each measurement.
-  process.on('message', () => {
+  // The runner reads this process's CPU time around each measurement; under callgrind it asks the
+  // process to exit, which is when callgrind writes its counts.
+  process.on('message', (message) => {
+    if (message === 'exit') process.exit(0);
     const { user, system } = process.cpuUsage();
     process.send?.(user + system);
   });

@@ -2,15 +2,19 @@
 // (guard-server.ts), one at a time; the load comes from this process.
 // - G0: guard()'s own work on a response that is not an event stream, in this process, without
 //   sockets: the middleware plus four setHeader calls and a writeHead, against the same calls alone.
-// - G1: requests per second of a small JSON route with and without guard() in front, by autocannon.
+// - G1: requests per second of a small JSON route with and without guard() in front, by autocannon;
+//   and the instructions the server process executes per request, counted by callgrind (valgrind),
+//   which the rest of the machine cannot disturb.
 // - G2: events per second of a hand-written stream behind compression() + guard(), against the
 //   same stream with no compression at all (what guard() makes compression do: pass it through).
 // Both are read per second of the server's CPU, as scenario A in run.ts: on a small shared machine
 // the wall clock mostly measures who else is running. Repeats alternate between the two sides of
 // each pair and the best one counts.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -26,6 +30,8 @@ export interface GuardFigures {
   /** ns per response, best of the repeats. */
   perResponseNs: Record<'without' | 'with guard()', number[]>;
   jsonRps: Record<'json' | 'json + guard()', number[]>;
+  /** Instructions per request of the JSON route, one figure per repeat; absent without valgrind. */
+  jsonInstructions?: Record<'json' | 'json + guard()', number[]>;
   streamEventsPerSecond: Record<'stream' | 'stream + compression() + guard()', number[]>;
 }
 
@@ -59,6 +65,7 @@ function perResponse(count: number, repeats: number): GuardFigures['perResponseN
   // sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const middleware = (require('./results/sse-guard/index.js') as typeof SseGuard).guard();
+  const expressResponse = Object.create(http.ServerResponse.prototype) as http.ServerResponse;
   const headers = (res: http.ServerResponse): void => {
     res.setHeader('X-Powered-By', 'Express');
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
@@ -72,6 +79,9 @@ function perResponse(count: number, repeats: number): GuardFigures['perResponseN
     req.httpVersionMajor = 1;
     req.url = '/json';
     const res = new http.ServerResponse(req);
+    // As Express does on every request: V8 then gives each property added to the response a new
+    // hidden class, so guard()'s own properties cost far more here than on a bare response.
+    Object.setPrototypeOf(res, expressResponse);
     if (withGuard) middleware(req, res, () => headers(res));
     else headers(res);
   };
@@ -83,6 +93,77 @@ function perResponse(count: number, repeats: number): GuardFigures['perResponseN
       // The first round warms the JIT up and is not kept.
       if (repeat > 0) figures[side].push(Number(process.hrtime.bigint() - started) / count);
     }
+  }
+  return figures;
+}
+
+/** `count` requests to `/json`, one after the other on one keep-alive connection. */
+async function sequentialRequests(port: number, count: number): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (let i = 0; i < count; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/json', agent }, (res) => {
+          if (res.statusCode !== 200) reject(new Error(`/json answered ${res.statusCode}`));
+          res.resume();
+          res.on('end', resolve);
+        });
+        req.setTimeout(60_000, () => req.destroy(new Error('no answer within 60 s')));
+        req.on('error', reject);
+      });
+    }
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Instructions the server process executed in all, from its start to its exit after `requests` requests. */
+async function instructionsUntilExit(name: GuardApp, requests: number): Promise<number> {
+  const out = path.join(os.tmpdir(), `sse-guard-callgrind-${process.pid}-${name.replace(/\W+/g, '_')}-${requests}`);
+  // V8's helper threads would add instructions that depend on timing.
+  const node = [process.execPath, ...process.execArgv, '--single-threaded', path.join(__dirname, 'guard-server.ts'), name];
+  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-line=no', '--dump-instr=no', ...node], {
+    cwd: path.join(__dirname, '..'),
+    // valgrind's own notices (brk segment, JIT) are not errors of the run.
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+  });
+  const exited = once(child, 'exit');
+  const timer = setTimeout(() => child.kill(), 600_000);
+  try {
+    const [port] = (await once(child, 'message')) as [number];
+    await sequentialRequests(port, requests);
+    child.send('exit');
+    await exited;
+    const summary = /^summary: (\d+)$/m.exec(fs.readFileSync(out, 'utf8'));
+    if (summary === null) throw new Error(`callgrind wrote no summary for ${name}`);
+    return Number(summary[1]);
+  } finally {
+    clearTimeout(timer);
+    child.kill();
+    fs.rmSync(out, { force: true });
+  }
+}
+
+/**
+ * G1 in instructions per request: the difference between a run of `large` requests and one of
+ * `small`, divided by the difference in requests, so that start-up and warm-up cancel out. Both
+ * apps run side by side (callgrind's counts do not depend on load); undefined without valgrind.
+ */
+async function instructionsPerRequest(small: number, large: number, repeats: number, log: (line: string) => void): Promise<GuardFigures['jsonInstructions']> {
+  if (spawnSync('valgrind', ['--version']).status !== 0) {
+    log('G1 instructions: skipped, valgrind is not installed (apt-get install valgrind)');
+    return undefined;
+  }
+  const figures = { json: [] as number[], 'json + guard()': [] as number[] };
+  for (let repeat = 0; repeat < repeats; repeat++) {
+    await Promise.all(
+      (['json', 'json + guard()'] as const).map(async (name) => {
+        const [few, many] = await Promise.all([instructionsUntilExit(name, small), instructionsUntilExit(name, large)]);
+        const perRequest = (many - few) / (large - small);
+        figures[name].push(perRequest);
+        log(`G1 ${name}: ${(perRequest / 1000).toFixed(1)}k instructions per request`);
+      }),
+    );
   }
   return figures;
 }
@@ -135,6 +216,7 @@ export async function benchGuard(quick: boolean, log: (line: string) => void): P
       log(`G2 ${name}: ${(events / cpuSeconds / 1000).toFixed(0)}k events per CPU-second (${(rate / 1000).toFixed(0)}k/s wall clock)`);
     }
   }
+  figures.jsonInstructions = await instructionsPerRequest(quick ? 300 : 1000, quick ? 1300 : 3000, quick ? 1 : 2, log);
   return figures;
 }
 
@@ -149,5 +231,15 @@ export function guardTable(figures: GuardFigures): string {
     ['G1 small JSON route, requests per CPU-second ↑', `${best(j.json).toFixed(0)}/s (spread ${spread(j.json)})`, `${best(j['json + guard()']).toFixed(0)}/s (spread ${spread(j['json + guard()'])})`, `${(best(j['json + guard()']) / best(j.json)).toFixed(3)}×`],
     ['G2 hand-written stream, events per CPU-second ↑', `${(best(s.stream) / 1000).toFixed(0)}k/s, no compression (spread ${spread(s.stream)})`, `${(best(s['stream + compression() + guard()']) / 1000).toFixed(0)}k/s, compression() + guard() (spread ${spread(s['stream + compression() + guard()'])})`, `${(best(s['stream + compression() + guard()']) / best(s.stream)).toFixed(3)}×`],
   ];
+  const i = figures.jsonInstructions;
+  if (i !== undefined) {
+    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+    rows.splice(2, 0, [
+      'G1 small JSON route, instructions per request (callgrind) ↓',
+      `${(median(i.json) / 1000).toFixed(1)}k (${i.json.map((v) => (v / 1000).toFixed(1)).join(', ')})`,
+      `${(median(i['json + guard()']) / 1000).toFixed(1)}k (${i['json + guard()'].map((v) => (v / 1000).toFixed(1)).join(', ')})`,
+      `${(median(i['json + guard()']) / median(i.json)).toFixed(3)}× cost`,
+    ]);
+  }
   return [['scenario G', 'without guard()', 'with guard()', 'ratio'], ['---', '---', '---', '---'], ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
 }

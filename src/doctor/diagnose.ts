@@ -27,7 +27,8 @@ export type Culprit =
   | 'heartbeat'
   | 'idle-cut'
   | 'hard-cut'
-  | 'long-line';
+  | 'long-line'
+  | 'long-event';
 
 /** One plain-language finding: what goes wrong, and what fixes it. */
 export interface Finding {
@@ -531,6 +532,13 @@ export function diagnose({ main, control }: DoctorResult): Diagnosis {
       problem: `A line grew past ${count(main.longLine, 'character')} without a line break; the doctor stopped reading there. EventSource would keep buffering it and dispatch nothing.`,
       fix: 'End every field with a newline and keep events small: send a large payload as several events (sse() writes each data line of a value with its own "data:").',
     });
+  } else if (main.longEvent !== undefined) {
+    findings.push({
+      culprit: 'long-event',
+      level: 'fail',
+      problem: `An event grew past ${count(main.longEvent, 'character')} without the blank line that ends it; the doctor stopped reading there. EventSource would keep buffering it and dispatch nothing.`,
+      fix: 'End every event with a blank line ("\\n\\n") and keep events small: send a large payload as several events.',
+    });
   } else if (main.error?.startsWith('cannot decode')) {
     findings.push({
       culprit: 'connection',
@@ -555,7 +563,7 @@ export function diagnose({ main, control }: DoctorResult): Diagnosis {
   }
   if (compressionHolds) findings.push(compressionFinding(main, delivery, layers));
   // A line that never ended explains the silence: no delivery finding on top.
-  else if (main.longLine === undefined) findings.push(...deliveryFindings(main, delivery, control, layers));
+  else if (main.longLine === undefined && main.longEvent === undefined) findings.push(...deliveryFindings(main, delivery, control, layers));
   const headers = timings.find((c) => c.name === 'time to headers');
   if (headers?.level === 'fail' && main.headersMs !== undefined && !compressionHolds) {
     findings.push({

@@ -51,6 +51,8 @@ export interface Sample {
   tlsError?: boolean;
   /** The length of the line that made the doctor stop, when one grew past {@link MAX_LINE_CHARS}. */
   longLine?: number;
+  /** The size of the event that made the doctor stop, when its fields grew past {@link MAX_EVENT_CHARS}. */
+  longEvent?: number;
 }
 
 /** The browser-like sample, and a second one without compression when the first looked held. */
@@ -71,6 +73,10 @@ export interface DoctorOptions extends TransportOptions {
 const BODY_START_CHARS = 300;
 /** A line longer than this is not an event stream a browser would get through; EventSource has no bound, the doctor does. */
 export const MAX_LINE_CHARS = 1 << 20;
+/** Field lines of one event past this many characters (no blank line): EventSource buffers them all; the doctor stops. */
+export const MAX_EVENT_CHARS = 16 << 20;
+/** Events and comments recorded per sample: past this the stream plainly flows, and the record stops growing. */
+export const MAX_ARRIVALS = 100_000;
 const LOOPBACK = /^(?:127\.|::1$|::ffff:127\.)/;
 
 function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | undefined {
@@ -85,6 +91,35 @@ function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliD
       return zlib.createBrotliDecompress({ flush: zlib.constants.BROTLI_OPERATION_FLUSH });
     default:
       return undefined;
+  }
+}
+
+/**
+ * What the parser holds back, counted as EventSource reads lines (CR LF, LF or CR): the unfinished
+ * line, and the field lines of the event not yet dispatched by a blank line. Comments are not kept.
+ */
+class Backlog {
+  line = 0;
+  event = 0;
+  #afterCr = false;
+  #field = false;
+
+  add(text: string): void {
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 0x0a || c === 0x0d) {
+        const lf = c === 0x0a && this.#afterCr;
+        this.#afterCr = c === 0x0d;
+        if (lf) continue;
+        if (this.line === 0) this.event = 0;
+        this.line = 0;
+      } else {
+        this.#afterCr = false;
+        if (this.line === 0) this.#field = c !== 0x3a;
+        this.line++;
+        if (this.#field) this.event++;
+      }
+    }
   }
 }
 
@@ -128,24 +163,6 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
     options.onProgress?.(phase, s);
   };
 
-  const parser = createParser({
-    onEvent: () => {
-      const at = now();
-      s.firstEventMs ??= at;
-      s.arrivals.push({ at, kind: 'event' });
-      progress();
-    },
-    onComment: (text) => {
-      const probe = parseProbe(text);
-      if (probe === undefined) {
-        s.arrivals.push({ at: now(), kind: 'comment' });
-      } else {
-        s.arrivals.push({ at: now(), kind: 'probe', delay: Date.now() - probe.t });
-        s.heartbeat = probe.heartbeat;
-      }
-    },
-  });
-
   return new Promise<Sample>((resolve) => {
     let decoder: ReturnType<typeof decoderFor>;
     let done = false;
@@ -161,6 +178,30 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
       close();
       resolve(s);
     };
+    // A sample ends at the cap rather than leave a gap in the record that would read as silence.
+    const record = (arrival: Arrival): void => {
+      if (done) return;
+      s.arrivals.push(arrival);
+      if (s.arrivals.length >= MAX_ARRIVALS) finish();
+    };
+    const parser = createParser({
+      onEvent: () => {
+        const at = now();
+        s.firstEventMs ??= at;
+        record({ at, kind: 'event' });
+        progress();
+      },
+      onComment: (text) => {
+        const probe = parseProbe(text);
+        if (probe === undefined) {
+          record({ at: now(), kind: 'comment' });
+        } else {
+          record({ at: now(), kind: 'probe', delay: Date.now() - probe.t });
+          s.heartbeat = probe.heartbeat;
+        }
+      },
+    });
+
     const deadline = setTimeout(finish, options.durationMs);
     const ticker = setInterval(progress, 250);
 
@@ -191,7 +232,7 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
         if (decoder === undefined && encoding !== 'identity') return finish(`cannot decode Content-Encoding ${encoding}`);
         // Decodes UTF-8 across chunk boundaries and drops a leading BOM, as EventSource does.
         const text = new TextDecoder();
-        let lineChars = 0;
+        const backlog = new Backlog();
         const onDecoded = (chunk: Buffer): void => {
           if (done) return;
           s.decodedBytes += chunk.length;
@@ -200,12 +241,16 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
             if ((s.bodyStart ?? '').length < BODY_START_CHARS) s.bodyStart = printable((s.bodyStart ?? '') + str).slice(0, BODY_START_CHARS);
             return;
           }
-          // The parser keeps an unfinished line whole: bound it, or a stream without newlines grows without end.
-          const lastBreak = Math.max(str.lastIndexOf('\n'), str.lastIndexOf('\r'));
-          lineChars = lastBreak === -1 ? lineChars + str.length : str.length - lastBreak - 1;
-          if (lineChars > MAX_LINE_CHARS) {
-            s.longLine = lineChars;
+          // The parser keeps an unfinished line and an undispatched event whole: bound both, or a
+          // stream without line breaks or blank lines (a gzip bomb, say) grows without end.
+          backlog.add(str);
+          if (backlog.line > MAX_LINE_CHARS) {
+            s.longLine = backlog.line;
             return finish(`a line grew past ${MAX_LINE_CHARS} characters without a line break`);
+          }
+          if (backlog.event > MAX_EVENT_CHARS) {
+            s.longEvent = backlog.event;
+            return finish(`an event grew past ${MAX_EVENT_CHARS} characters without a blank line`);
           }
           parser.feed(str);
         };

@@ -1,7 +1,7 @@
 // A Channel shared by many processes: events live in a Redis stream, so ids are global and any
 // instance can replay what a reconnecting client missed.
 import { setTimeout as delay } from 'node:timers/promises';
-import { createClient, SocketTimeoutError, type RedisClientType } from 'redis';
+import { createClient, type RedisClientType } from 'redis';
 import type { ChannelAdapter, StoredEvent } from './adapter.js';
 import { SseGuardError } from '../core/errors.js';
 
@@ -88,33 +88,17 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message || err.name : String(err);
 }
 
-// node-redis's own strategy gives up for good after a socket timeout, which would leave the adapter
-// without a connection. The typeof check is for node-redis releases that do not export the error.
-function timedOut(cause: unknown): boolean {
-  return typeof SocketTimeoutError === 'function' && cause instanceof SocketTimeoutError;
-}
-
-/**
- * Reconnects after a socket timeout as after any lost connection (node-redis's default back-off:
- * 50 ms doubling up to 2 s, plus up to 200 ms of jitter); otherwise follows `theirs`, the strategy
- * of the client the app gave, if any.
- */
-function reconnectAfterSilence(theirs: unknown): (retries: number, cause: Error) => number | false | Error {
-  return (retries, cause) => {
-    if (!timedOut(cause)) {
-      if (theirs === false || typeof theirs === 'number') return theirs;
-      if (typeof theirs === 'function') return (theirs as (retries: number, cause: Error) => number | false | Error)(retries, cause);
-    }
-    return Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200);
-  };
+// node-redis's own strategy gives up for good after a socket timeout, and an app's may give up after
+// any loss: either would leave the adapter without a connection, its subscribers waiting for events
+// that never come. Its own connections retry until close(), with node-redis's default back-off
+// (50 ms doubling up to 2 s, plus up to 200 ms of jitter).
+function reconnect(retries: number): number {
+  return Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200);
 }
 
 /** The client options that make node-redis notice a silent link (see SOCKET_TIMEOUT_MS), and come back. */
-function healthChecks(socket: { reconnectStrategy?: unknown } | undefined): { pingInterval: number; socket: object } {
-  return {
-    pingInterval: PING_INTERVAL_MS,
-    socket: { ...socket, socketTimeout: SOCKET_TIMEOUT_MS, reconnectStrategy: reconnectAfterSilence(socket?.reconnectStrategy) },
-  };
+function healthChecks(socket: object | undefined): { pingInterval: number; socket: object } {
+  return { pingInterval: PING_INTERVAL_MS, socket: { ...socket, socketTimeout: SOCKET_TIMEOUT_MS, reconnectStrategy: reconnect } };
 }
 
 /** Settles like `work`, or rejects with `expired()` after `ms`, whichever comes first. */
@@ -222,7 +206,8 @@ export function redisAdapter(urlOrOptions: string | RedisAdapterOptions = {}): C
   };
 
   // The reader, unlike the writer, wants its commands kept across a reconnect: that is how it resumes.
-  // It is always the adapter's own connection, so it always gets the health checks.
+  // It is always the adapter's own connection, so it always gets the health checks, and reconnects
+  // even when the strategy of the client it was duplicated from would give up.
   const openReader = (): void => {
     const base = readerBase!;
     follower = base.duplicate({ disableOfflineQueue: false, ...healthChecks(base.options?.socket) }) as Commands;
@@ -264,8 +249,12 @@ export function redisAdapter(urlOrOptions: string | RedisAdapterOptions = {}): C
           shut(stale);
           continue;
         }
-        // Closed by a reconnect strategy (the given client's) that gave up.
-        if (!conn.isOpen) return;
+        if (!conn.isOpen) {
+          // Only the adapter closes its reader (close(), or a replacement above); should anything
+          // else, a new one resumes from `position` rather than leave the subscribers waiting.
+          if (conn === reader) openReader();
+          continue;
+        }
         lastError = err;
         // A lost connection needs no wait: the next XREAD sits in the offline queue until the reconnect.
         if (conn.isReady) await delay(REFUSED_PAUSE_MS, undefined, { signal: stop.signal }).catch(() => {});

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { urlOf } from './detect.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
-import { counters, drainStream, open, type Registered } from '../stream/registry.js';
+import { counters, drainStream, open, type Closing, type Registered } from '../stream/registry.js';
 import { serializeComment } from '../stream/serialize.js';
 import type { SseLogger } from '../core/types.js';
 
@@ -137,19 +137,13 @@ export class GuardedStream implements Registered, Beating {
     this[active] = true;
   }
 
-  /** shutdown(): ends the response (writing nothing in the producer's format), cut after `graceMs` if it does not finish. */
-  [drainStream](_farewell: string, graceMs: number): Promise<void> {
+  /** shutdown(): ends the response, writing nothing in the producer's format. */
+  [drainStream](): Closing | undefined {
     const res = this.#res;
-    return new Promise<void>((resolve) => {
-      if (res.closed || this.#closed) return resolve();
-      const timer = setTimeout(() => res.destroy(), graceMs);
-      res.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.#endedByGuard = true;
-      if (!res.writableEnded) this.#end.call(res);
-    });
+    if (res.closed || this.#closed) return undefined;
+    this.#endedByGuard = true;
+    if (!res.writableEnded) this.#end.call(res);
+    return res;
   }
 
   #atBoundary(): boolean {

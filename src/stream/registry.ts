@@ -4,14 +4,21 @@ import { SseGuardError } from '../core/errors.js';
 import { MAX_TIMER_MS } from '../core/limits.js';
 import type { SseEvent } from '../core/types.js';
 
-/** Internal: a stream's part in shutdown(). */
-export const drainStream = Symbol('sse-guard.drain');
+/** Internal: a stream's part in shutdown(); registered (Symbol.for), as the registry is, so that another copy of the package can call it. */
+export const drainStream = Symbol.for('sse-guard.drain.v2');
+
+/** A response that shutdown() waits for: it closes, or is cut once the grace period is over. */
+export interface Closing {
+  readonly closed: boolean;
+  destroy(): void;
+  on(event: 'close', listener: () => void): unknown;
+}
 
 /** What the registry needs of an open stream. */
 export interface Registered {
   readonly bufferedBytes: number;
-  /** Writes `farewell`, ends the response, and settles once it closed or was cut after `graceMs`. */
-  [drainStream](farewell: string, graceMs: number): Promise<void>;
+  /** Writes `farewell` and ends the response; returns the response while it has yet to close. */
+  [drainStream](farewell: string): Closing | undefined;
 }
 
 interface Registry {
@@ -23,10 +30,10 @@ interface Registry {
   shutdown?: Promise<void>;
 }
 
-// One registry per process, even when both the ESM and the CommonJS build are loaded:
-// shutdown() must reach every stream.
+// One registry per process, even when both the ESM and the CommonJS build are loaded, or two copies
+// of the package: shutdown() must reach every stream. The version moves with the Registered contract.
 const scope = globalThis as { [key: symbol]: Registry | undefined };
-const KEY = Symbol.for('sse-guard.registry.v1');
+const KEY = Symbol.for('sse-guard.registry.v2');
 export const registry: Registry = (scope[KEY] ??= {
   open: new Set(),
   counters: { eventsSent: 0, slowConsumerDrops: 0, refusedTimeoutHandler: 0, refusedHeadersSent: 0 },
@@ -81,9 +88,34 @@ export function shutdown(options: ShutdownOptions = {}): Promise<void> {
     // Serialized once, and before anything is closed: an invalid event throws with every stream intact.
     const farewell = (retry === undefined ? '' : serializeRetry(retry)) + (event === undefined ? '' : serializeEvent(event));
     registry.retryAfter = Math.max(1, Math.ceil((retry ?? 1000) / 1000));
-    registry.shutdown = Promise.all([...open].map((stream) => stream[drainStream](farewell, graceMs))).then(() => {});
+    registry.shutdown = drainAll(farewell, graceMs);
     return registry.shutdown;
   } catch (error) {
     return Promise.reject(error);
   }
+}
+
+/**
+ * Ends every open stream, and settles once each response closed; one timer cuts those still open
+ * after `graceMs`. No promise, timer or closure per stream: with tens of thousands open, those were
+ * most of the work.
+ */
+function drainAll(farewell: string, graceMs: number): Promise<void> {
+  const pending = new Set<Closing>();
+  for (const stream of [...open]) {
+    const res = stream[drainStream](farewell);
+    if (res !== undefined && !res.closed) pending.add(res);
+  }
+  if (pending.size === 0) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const cut = setTimeout(() => {
+      for (const res of pending) res.destroy();
+    }, graceMs);
+    function closed(this: Closing): void {
+      if (!pending.delete(this) || pending.size > 0) return;
+      clearTimeout(cut);
+      resolve();
+    }
+    for (const res of pending) res.on('close', closed);
+  });
 }

@@ -3,7 +3,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
 import { decodeLastEventId } from './last-event-id.js';
-import { counters, drainStream, open, type Registered } from './registry.js';
+import { counters, drainStream, open, type Closing, type Registered } from './registry.js';
 import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
 import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from '../core/types.js';
 import { pipe as pipeSource, type PipeItem, type PipeOptions } from './pipe.js';
@@ -332,18 +332,12 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   }
 
   /** @internal */
-  [drainStream](farewell: string, graceMs: number): Promise<void> {
+  [drainStream](farewell: string): Closing | undefined {
     const res = this.#res;
-    return new Promise<void>((resolve) => {
-      if (res.closed) return resolve();
-      const timer = setTimeout(() => res.destroy(), graceMs);
-      res.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      if (farewell !== '') this[writeFrame](farewell, false);
-      this.close();
-    });
+    if (res.closed) return undefined;
+    if (farewell !== '') this[writeFrame](farewell, false);
+    this.close();
+    return res;
   }
 
   readonly #onResponseClose = (): void => {
