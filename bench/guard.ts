@@ -130,7 +130,8 @@ async function instructionsUntilExit(name: GuardApp, requests: number): Promise<
   const exited = once(child, 'exit');
   const timer = setTimeout(() => child.kill(), 600_000);
   try {
-    const [port] = (await once(child, 'message')) as [number];
+    const started = once(child, 'message') as Promise<[number]>;
+    const [port] = await Promise.race([started, exited.then(() => Promise.reject(new Error(`${name} exited under valgrind before it listened`)))]);
     await sequentialRequests(port, requests);
     child.send('exit');
     await exited;

@@ -95,25 +95,40 @@ export function shutdown(options: ShutdownOptions = {}): Promise<void> {
   }
 }
 
+// How long shutdown() waits for the responses it cut at graceMs to report 'close'.
+const CLOSE_AFTER_CUT_MS = 1000;
+
 /**
  * Ends every open stream, and settles once each response closed; one timer cuts those still open
- * after `graceMs`. No promise, timer or closure per stream: with tens of thousands open, those were
- * most of the work.
+ * after `graceMs`, and it settles at most CLOSE_AFTER_CUT_MS later. No promise, timer or closure
+ * per stream: with tens of thousands open, those were most of the work.
  */
 function drainAll(farewell: string, graceMs: number): Promise<void> {
   const pending = new Set<Closing>();
   for (const stream of [...open]) {
-    const res = stream[drainStream](farewell);
-    if (res !== undefined && !res.closed) pending.add(res);
+    try {
+      const res = stream[drainStream](farewell);
+      if (res !== undefined && !res.closed) pending.add(res);
+    } catch (error) {
+      // One response whose end() throws (a wrapper of someone else's) must not keep the others open.
+      process.emitWarning(`sse-guard: shutdown() could not end a stream (${String(error)}); the other streams were ended.`, {
+        code: 'SSE_GUARD_DRAIN_FAILED',
+      });
+    }
   }
   if (pending.size === 0) return Promise.resolve();
   return new Promise<void>((resolve) => {
+    let settle: NodeJS.Timeout | undefined;
     const cut = setTimeout(() => {
       for (const res of pending) res.destroy();
+      // A cut socket reports 'close' on a later turn of the loop; one that never does (an HTTP/2
+      // response that closed before it was counted) must not hold shutdown() past its bound.
+      settle = setTimeout(resolve, CLOSE_AFTER_CUT_MS);
     }, graceMs);
     function closed(this: Closing): void {
       if (!pending.delete(this) || pending.size > 0) return;
       clearTimeout(cut);
+      clearTimeout(settle);
       resolve();
     }
     for (const res of pending) res.on('close', closed);
