@@ -35,17 +35,38 @@ export interface GuardFigures {
   streamEventsPerSecond: Record<'stream' | 'stream + compression() + guard()', number[]>;
 }
 
-/** Runs `body` against the app in its own process; returns its result and the server CPU it cost, in seconds. */
-async function withApp(name: GuardApp, body: (port: number) => Promise<number>, warmUp: (port: number) => Promise<unknown>): Promise<{ value: number; cpuSeconds: number }> {
-  const child: ChildProcess = spawn(process.execPath, [...process.execArgv, path.join(__dirname, 'guard-server.ts'), name], {
+interface Started {
+  child: ChildProcess;
+  port: number;
+  exited: Promise<unknown>;
+}
+
+/**
+ * Starts the app in its own process (guard-server.ts), under `under` (valgrind, say) when given, and
+ * waits for its port: rejects if it exits first, and kills it if it has not listened within `startMs`.
+ */
+async function startApp(name: GuardApp, startMs: number, under: string[] = [], nodeFlags: string[] = []): Promise<Started> {
+  const [command, ...args] = [...under, process.execPath, ...process.execArgv, ...nodeFlags, path.join(__dirname, 'guard-server.ts'), name];
+  const child = spawn(command!, args, {
     cwd: path.join(__dirname, '..'),
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // valgrind's own notices (brk segment, JIT) are not errors of the run.
+    stdio: ['ignore', under.length > 0 ? 'ignore' : 'inherit', under.length > 0 ? 'ignore' : 'inherit', 'ipc'],
   });
   const exited = once(child, 'exit');
+  const timer = setTimeout(() => child.kill(), startMs);
   try {
-    const timer = setTimeout(() => child.kill(), 30_000);
-    const [port] = (await once(child, 'message')) as [number];
+    const listening = once(child, 'message') as Promise<[number]>;
+    const [port] = await Promise.race([listening, exited.then(() => Promise.reject(new Error(`${name} exited before it listened`)))]);
+    return { child, port, exited };
+  } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Runs `body` against the app in its own process; returns its result and the server CPU it cost, in seconds. */
+async function withApp(name: GuardApp, body: (port: number) => Promise<number>, warmUp: (port: number) => Promise<unknown>): Promise<{ value: number; cpuSeconds: number }> {
+  const { child, port, exited } = await startApp(name, 30_000);
+  try {
     const cpu = async (): Promise<number> => {
       child.send('cpu');
       return ((await once(child, 'message')) as [number])[0];
@@ -120,27 +141,22 @@ async function sequentialRequests(port: number, count: number): Promise<void> {
 /** Instructions the server process executed in all, from its start to its exit after `requests` requests. */
 async function instructionsUntilExit(name: GuardApp, requests: number): Promise<number> {
   const out = path.join(os.tmpdir(), `sse-guard-callgrind-${process.pid}-${name.replace(/\W+/g, '_')}-${requests}`);
-  // V8's helper threads would add instructions that depend on timing.
-  const node = [process.execPath, ...process.execArgv, '--single-threaded', path.join(__dirname, 'guard-server.ts'), name];
-  const child = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-line=no', '--dump-instr=no', ...node], {
-    cwd: path.join(__dirname, '..'),
-    // valgrind's own notices (brk segment, JIT) are not errors of the run.
-    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
-  });
-  const exited = once(child, 'exit');
-  const timer = setTimeout(() => child.kill(), 600_000);
   try {
-    const started = once(child, 'message') as Promise<[number]>;
-    const [port] = await Promise.race([started, exited.then(() => Promise.reject(new Error(`${name} exited under valgrind before it listened`)))]);
-    await sequentialRequests(port, requests);
-    child.send('exit');
-    await exited;
+    // V8's helper threads would add instructions that depend on timing.
+    const { child, port, exited } = await startApp(name, 600_000, ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-line=no', '--dump-instr=no'], ['--single-threaded']);
+    const timer = setTimeout(() => child.kill(), 600_000);
+    try {
+      await sequentialRequests(port, requests);
+      child.send('exit');
+      await exited;
+    } finally {
+      clearTimeout(timer);
+      child.kill();
+    }
     const summary = /^summary: (\d+)$/m.exec(fs.readFileSync(out, 'utf8'));
     if (summary === null) throw new Error(`callgrind wrote no summary for ${name}`);
     return Number(summary[1]);
   } finally {
-    clearTimeout(timer);
-    child.kill();
     fs.rmSync(out, { force: true });
   }
 }
