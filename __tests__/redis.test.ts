@@ -374,16 +374,12 @@ describeWithBinary('redis-server', 'redisAdapter when Redis fails', (binary) => 
   });
 
   it("keeps delivering after the app's client gave up by its reconnect strategy: the reader duplicated from it reconnects", async () => {
-    const redis = await startRedis(binary, await freePort());
-    cleanups.push(() => redis.stop());
+    const { redis, admin } = await startRedisWithAdmin(binary, await freePort());
+    cleanups.push(() => redis.stop(), () => admin.close());
     const owned = createClient({ url: redis.url, socket: { reconnectStrategy: false } });
     owned.on('error', () => {});
     await owned.connect();
     cleanups.push(() => owned.isOpen && owned.destroy());
-    const killer = createClient({ url: redis.url });
-    killer.on('error', () => {});
-    await killer.connect();
-    cleanups.push(() => killer.isOpen && killer.destroy());
     const key = freshKey();
     const onOwned = await instance({ client: owned, key }, 10);
     const other = await instance({ url: redis.url, key }, 10);
@@ -392,7 +388,7 @@ describeWithBinary('redis-server', 'redisAdapter when Redis fails', (binary) => 
     expect(ids(await reader.received(1))).toEqual([first]);
 
     // Every connection dropped: the app's client stays down, as its strategy says.
-    await killer.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes']);
+    await admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes']);
     await waitFor("the app's client to give up", () => !owned.isOpen);
     const second = await publishWhenBack(other.channel, 2);
     expect(ids(await reader.received(2))).toEqual([first, second]);
