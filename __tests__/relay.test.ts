@@ -56,6 +56,19 @@ function writeInPieces(res: http.ServerResponse, body: string, piece: number): v
   next();
 }
 
+function writeRepeated(res: http.ServerResponse, chunk: string, count: number): void {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+  let sent = 0;
+  const more = (): void => {
+    while (!res.destroyed && sent < count) {
+      sent++;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  more();
+}
+
 const settle = <T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown }> => promise.then((value) => ({ value }), (error: unknown) => ({ error }));
 
 describe('relay()', () => {
@@ -70,19 +83,11 @@ describe('relay()', () => {
       res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8' });
       res.write('id: 1\ndata: first\n\n');
     },
-    '/endless-line': (_req, res) => {
-      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-      const chunk = `data: ${'x'.repeat(65536)}`;
-      let sent = 0;
-      const more = (): void => {
-        while (!res.destroyed && sent < 200) {
-          sent++;
-          if (!res.write(chunk)) return void res.once('drain', more);
-        }
-        res.end();
-      };
-      more();
-    },
+    // 200 pieces of 64 KiB that never end an event: one data line, one comment line, or data lines
+    // with a comment between each (a comment must not count as the end of the event).
+    '/endless-line': (_req, res) => writeRepeated(res, `data: ${'x'.repeat(65536)}`, 200),
+    '/endless-comment': (_req, res) => writeRepeated(res, `:${'x'.repeat(65536)}`, 200),
+    '/comments-between-data': (_req, res) => writeRepeated(res, `:\ndata: ${'x'.repeat(1000)}\n`.repeat(64), 200),
     '/cut': (req, res) => {
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
       res.write('data: before the cut\n\n');
@@ -214,8 +219,8 @@ describe('relay()', () => {
     }
   });
 
-  it('rejects an upstream that never ends its event with ERR_SSE_UPSTREAM once it holds 8 MiB', async () => {
-    current = from('/endless-line');
+  it.each(['/endless-line', '/endless-comment', '/comments-between-data'])('rejects an upstream that never ends its event (%s) with ERR_SSE_UPSTREAM once it holds 8 MiB', async (path) => {
+    current = from(path);
     const got = await collect(`${down.url}/relay`, { timeout: 10_000 });
     expect(got.events).toEqual([]);
     const { error } = (await outcome)!;

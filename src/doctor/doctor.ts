@@ -4,6 +4,7 @@ import zlib from 'node:zlib';
 import { createParser } from 'eventsource-parser';
 import { needsControl } from './diagnose.js';
 import { parseProbe, PROBE_HEADER } from '../guards/probe.js';
+import { Backlog } from '../stream/backlog.js';
 import { chooseProxy, maskUrl, request, type TransportOptions } from './transport.js';
 
 /** What browsers offer; `compression` answers it with br, which holds even the headers. */
@@ -91,35 +92,6 @@ function decoderFor(encoding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliD
       return zlib.createBrotliDecompress({ flush: zlib.constants.BROTLI_OPERATION_FLUSH });
     default:
       return undefined;
-  }
-}
-
-/**
- * What the parser holds back, counted as EventSource reads lines (CR LF, LF or CR): the unfinished
- * line, and the field lines of the event not yet dispatched by a blank line. Comments are not kept.
- */
-class Backlog {
-  line = 0;
-  event = 0;
-  #afterCr = false;
-  #field = false;
-
-  add(text: string): void {
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c === 0x0a || c === 0x0d) {
-        const lf = c === 0x0a && this.#afterCr;
-        this.#afterCr = c === 0x0d;
-        if (lf) continue;
-        if (this.line === 0) this.event = 0;
-        this.line = 0;
-      } else {
-        this.#afterCr = false;
-        if (this.line === 0) this.#field = c !== 0x3a;
-        this.line++;
-        if (this.#field) this.event++;
-      }
-    }
   }
 }
 

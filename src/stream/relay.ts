@@ -1,5 +1,6 @@
 // relay(): re-send an upstream event stream, parsed per spec and serialized again by this stream.
 import { SseGuardError } from '../core/errors.js';
+import { Backlog } from './backlog.js';
 import type { EventMap, SendArg } from '../core/types.js';
 import { pipe, type Sink } from './pipe.js';
 import { openSource, type Pull, type Source } from './source.js';
@@ -75,28 +76,23 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
   readonly #parser: ReturnType<Parser['createParser']>;
   #queue: Item[] = [];
   #head = 0;
-  // Characters fed since the last event, retry or comment: what the parser may be holding.
-  #held = 0;
+  // What the parser holds: bounded before each chunk is fed.
+  readonly #backlog = new Backlog();
   #done = false;
 
   constructor(chunks: Pull<Uint8Array | string>, parser: Parser) {
     this.#chunks = chunks;
     this.#parser = parser.createParser({
       onEvent: ({ data, event, id }) => {
-        this.#held = 0;
         const parsed: UpstreamEvent = { data };
         if (event !== undefined) parsed.event = event;
         if (id !== undefined) parsed.id = id;
         this.#queue.push(parsed);
       },
       onRetry: (retry) => {
-        this.#held = 0;
         this.#queue.push({ retry });
       },
-      // Comments are dropped (this stream's own heartbeats apply), but they do end a line.
-      onComment: () => {
-        this.#held = 0;
-      },
+      // Comments are dropped: this stream's own heartbeats apply.
     });
   }
 
@@ -116,11 +112,12 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
         continue;
       }
       const text = typeof step.value === 'string' ? step.value : this.#decoder.decode(step.value, { stream: true });
-      this.#held += text.length;
-      this.#parser.feed(text);
-      if (this.#held > MAX_EVENT_CHARS) {
+      // The parser holds an unfinished line (a comment's too) and the undispatched event's fields.
+      this.#backlog.add(text);
+      if (this.#backlog.line > MAX_EVENT_CHARS || this.#backlog.event > MAX_EVENT_CHARS) {
         throw new SseGuardError('ERR_SSE_UPSTREAM', `the upstream sent more than ${MAX_EVENT_CHARS} characters without ending an event; it is not an event stream, or one event is too large to relay.`);
       }
+      this.#parser.feed(text);
     }
     return { done: false, value: this.#queue[this.#head++] as Item };
   }
