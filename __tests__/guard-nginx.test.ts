@@ -4,15 +4,16 @@
 // because neither sends X-Accel-Buffering; guard() adds it, in either mount order against compression().
 import compression from 'compression';
 import type { Express, RequestHandler } from 'express';
-import { GraphQLInt, GraphQLObjectType, GraphQLSchema, GraphQLString } from 'graphql';
+import type { GraphQLSchema } from 'graphql';
 import { createClient } from 'graphql-sse';
 import { createHandler } from 'graphql-sse/lib/use/express';
 import { performance } from 'node:perf_hooks';
 import { guard } from '../src/index';
 import { describeWithBinary } from './helpers/binaries';
 import { expressVersions } from './helpers/express';
+import { schema, TICK_MS, TICKS } from './helpers/graphql';
 import { startNginx, type ProxyProcess } from './helpers/proxy';
-import { listen, sleep, type TestServer } from './helpers/server';
+import { listen, type TestServer } from './helpers/server';
 
 // Required, not imported: graphql-yoga's declarations bring in the DOM's types, whose ReadableStream
 // would replace Node's for the whole type-check.
@@ -20,27 +21,6 @@ import { listen, sleep, type TestServer } from './helpers/server';
 const { createYoga } = require('graphql-yoga') as {
   createYoga(options: { schema: GraphQLSchema; graphqlEndpoint: string; logging: boolean }): RequestHandler & { graphqlEndpoint: string };
 };
-
-const TICKS = 5;
-const TICK_MS = 200; // the subscription ends after about a second
-
-const schema = new GraphQLSchema({
-  query: new GraphQLObjectType({ name: 'Query', fields: { hello: { type: GraphQLString, resolve: () => 'world' } } }),
-  subscription: new GraphQLObjectType({
-    name: 'Subscription',
-    fields: {
-      tick: {
-        type: GraphQLInt,
-        subscribe: async function* () {
-          for (let n = 1; n <= TICKS; n++) {
-            await sleep(TICK_MS);
-            yield { tick: n };
-          }
-        },
-      },
-    },
-  }),
-});
 
 type Stack = 'guard() before compression()' | 'guard() after compression()' | 'compression() alone';
 const STACKS: Stack[] = ['guard() before compression()', 'guard() after compression()', 'compression() alone'];

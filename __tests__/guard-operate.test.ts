@@ -83,6 +83,12 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
 
     const c = express();
     c.get('/flood', flood);
+    // The same with guard() mounted before compression(): compression's writeHead hook then runs
+    // before the guard's innermost one, and has set Content-Encoding by the time it does.
+    const flushingFirst = express.Router();
+    flushingFirst.use(guard({ compression: 'flush', heartbeat: false, logger }), compression());
+    flushingFirst.get('/callbacks', callbackProducer('guarded'));
+    c.use('/flushing', flushingFirst);
     control = await listen(c);
   });
   afterAll(async () => {
@@ -193,8 +199,9 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
     expect(callbacks).toEqual([1, 2, 3].map((n) => `${place} ${n}`));
   });
 
-  it('with a compressor engaged, flushes every write and calls its callback', async () => {
-    const result = await collect(`${srv.url}/flushing/callbacks`, { count: 3, timeout: 2000, headers: { 'accept-encoding': 'gzip' } });
+  it.each(['compression() before guard()', 'guard() before compression()'])('with a compressor engaged (%s), flushes every write and calls its callback', async (order) => {
+    const url = order === 'compression() before guard()' ? srv.url : control.url;
+    const result = await collect(`${url}/flushing/callbacks`, { count: 3, timeout: 2000, headers: { 'accept-encoding': 'gzip' } });
     expect(result.headers['content-encoding']).toBe('gzip');
     expect(result.events.map((e) => e.data)).toEqual(['0', '1', '2']);
     await waitFor('the last callback', () => callbacks.length === 3);
@@ -239,5 +246,16 @@ describe('shutdown() over guarded streams', () => {
     expect(stats().open).toBe(0);
     await sleep(120);
     expect(late.some((error) => error instanceof Error)).toBe(true);
+  });
+
+  it('ends a stream whose head goes out after shutdown() at once, so that server.close() can finish', async () => {
+    const started = performance.now();
+    const result = await collect(`${srv.url}/stubborn`, { timeout: 3000 });
+    // Left open, it would run to collect()'s timeout: ended false, after 3 s.
+    expect(result.ended).toBe(true);
+    expect(performance.now() - started).toBeLessThan(2000);
+    // The producer's first write carried the head out; nothing after it.
+    expect(result.events.map((e) => e.data)).toEqual(['a']);
+    expect(stats().open).toBe(0);
   });
 });

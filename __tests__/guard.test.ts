@@ -3,14 +3,14 @@
 import compression from 'compression';
 import type { Express, RequestHandler } from 'express';
 import fs from 'node:fs';
-import type { ServerResponse } from 'node:http';
+import http, { type ServerResponse } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { guard, type GuardOptions } from '../src/index';
+import { guard, stats, type GuardOptions } from '../src/index';
 import { collect, type Collected } from '../src/testing';
 import { expressVersions } from './helpers/express';
 import { exchangeBytes } from './helpers/raw';
-import { listen, type TestServer } from './helpers/server';
+import { listen, waitFor, type TestServer } from './helpers/server';
 import { naiveSse } from './helpers/streams';
 
 const BROWSER = { 'accept-encoding': 'gzip, deflate, br' };
@@ -125,6 +125,94 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
 
     it('holds the tutorial route, headers included: nothing within a second', async () => {
       await expect(collect(`${srv.url}/naive`, { count: 1, timeout: 1000, headers: BROWSER })).rejects.toThrow(/no response within/);
+    });
+  });
+
+  // The header watch sits on Node's response prototypes for the whole process once guard() was
+  // called: a response whose request no guard() saw must not notice it.
+  describe('a stream outside every guard() is left as it is', () => {
+    let srv: TestServer;
+    let bare: TestServer;
+    beforeAll(async () => {
+      const app = express();
+      app.use(compression());
+      app.use('/guarded', express.Router().use(guard()).get('/naive', naiveSse()));
+      app.get('/elsewhere', naiveSse());
+      srv = await listen(app);
+      bare = await listen(naiveSse() as unknown as http.RequestListener);
+    });
+    afterAll(async () => {
+      await srv.close();
+      await bare.close();
+    });
+
+    it('guards the route under the router that mounts guard()', async () => {
+      const result = await collect(`${srv.url}/guarded/naive`, { count: 1, timeout: 3000, headers: BROWSER });
+      expectPrompt(result);
+      expect(result.headers['x-accel-buffering']).toBe('no');
+    });
+
+    it('leaves a route of the same app outside that router held by compression, as without guard()', async () => {
+      await expect(collect(`${srv.url}/elsewhere`, { count: 1, timeout: 1000, headers: BROWSER })).rejects.toThrow(/no response within/);
+    });
+
+    it('still calls a setHeader patched onto OutgoingMessage.prototype after guard() (an APM agent, say)', async () => {
+      const proto = http.OutgoingMessage.prototype as { setHeader: (...args: unknown[]) => unknown };
+      const patched = proto.setHeader;
+      const seen: string[] = [];
+      proto.setHeader = function (this: unknown, ...args: unknown[]) {
+        seen.push(String(args[0]));
+        return patched.apply(this, args);
+      };
+      try {
+        const result = await collect(`${srv.url}/guarded/naive`, { count: 1, timeout: 3000, headers: BROWSER });
+        expect(result.headers['x-accel-buffering']).toBe('no');
+        expect(seen).toEqual(expect.arrayContaining(['Content-Type', 'X-Accel-Buffering']));
+      } finally {
+        proto.setHeader = patched;
+      }
+    });
+
+    // Node then reads the headers from the third place, and sets them one by one through setHeader,
+    // as Express set X-Powered-By before (compression's hook would drop them: it reads the second).
+    it('guards writeHead(status, undefined, headers) without compression()', async () => {
+      const app = express();
+      app.use(guard({ heartbeat: false }));
+      app.get('/undefined-reason', producer((res) => res.writeHead(200, undefined as never, { 'Content-Type': 'text/event-stream' })));
+      const plain = await listen(app);
+      try {
+        const reading = collect(`${plain.url}/undefined-reason`, { timeout: 600 });
+        await waitFor('the stream to join stats()', () => stats().open === 1);
+        const result = await reading;
+        expect(result.headers['x-accel-buffering']).toBe('no');
+        expect(result.headers['cache-control']).toBe('no-transform');
+      } finally {
+        await plain.close();
+      }
+    });
+
+    it('guards a request whose headers object a middleware froze', async () => {
+      const app = express();
+      app.use((req, _res, next) => {
+        Object.freeze(req.headers);
+        next();
+      });
+      app.use(compression(), guard());
+      app.get('/naive', naiveSse());
+      const frozen = await listen(app);
+      try {
+        const result = await collect(`${frozen.url}/naive`, { count: 1, timeout: 3000, headers: BROWSER });
+        expectPrompt(result);
+        expect(result.headers['x-accel-buffering']).toBe('no');
+      } finally {
+        await frozen.close();
+      }
+    });
+
+    it('leaves a plain node:http server of the same process without a header of its own', async () => {
+      const result = await collect(bare.url, { count: 1, timeout: 3000 });
+      expect(result.headers['x-accel-buffering']).toBeUndefined();
+      expect(result.headers['cache-control']).toBe('no-cache');
     });
   });
 

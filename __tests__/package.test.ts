@@ -96,6 +96,13 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
   // A second copy of the package, as npm nests one for a dependency that pins another version.
   const copy = require(path.resolve('node_modules/nested/node_modules/sse-guard'));
   app.get('/copy', copy.sse({ heartbeat: false }), () => {});
+  // guard() of both copies: one set of header watchers serves both, each copy's stream is guarded once.
+  const handWritten = (guard) => express.Router().use(guard({ heartbeat: false })).get('/', (req, res) => {
+    res.setHeader('Content-Type', 'text/event-stream');
+    res.write('data: g\\n\\n');
+  });
+  app.use('/guard-main', handWritten(cjs.guard));
+  app.use('/guard-copy', handWritten(copy.guard));
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = 'http://127.0.0.1:' + server.address().port + '/events';
@@ -108,9 +115,16 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
   await channel.publish({ data: 'two' });
   const events = (await got).events.map((e) => e.data);
   await until(() => cjs.stats().open === 0);
+  const guardedHeaders = {};
+  for (const name of ['guard-main', 'guard-copy']) {
+    const { headers } = await collect(url.replace(/events$/, name), { count: 1, timeout: 5000 });
+    guardedHeaders[name] = { accel: headers['x-accel-buffering'], cacheControl: headers['cache-control'] };
+  }
+  await until(() => cjs.stats().open === 0);
   const reconnect = collect(url, { count: 1, timeout: 5000 });
   const fromCopy = collect(url.replace(/events$/, 'copy'), { count: 1, timeout: 5000 });
-  await until(() => cjs.stats().open === 2);
+  const guardedCut = ['guard-main', 'guard-copy'].map((name) => collect(url.replace(/events$/, name), { timeout: 5000 }));
+  await until(() => cjs.stats().open === 4);
   const openBefore = cjs.stats().open;
   const started = Date.now();
   await cjs.shutdown({ graceMs: 2000 });
@@ -126,6 +140,8 @@ for (const [format, { load, resolve }] of Object.entries(formats)) {
     cut: (await reconnect).ended,
     copyDistinct: copy.sse !== cjs.sse,
     copyCut: (await fromCopy).ended,
+    guardedHeaders,
+    guardedCut: (await Promise.all(guardedCut)).map((got) => got.ended),
     closeMs: await closed,
   };
 }
@@ -365,6 +381,8 @@ describe('both builds in one process', () => {
     cut: boolean;
     copyDistinct: boolean;
     copyCut: boolean;
+    guardedHeaders: Record<string, { accel: string; cacheControl: string }>;
+    guardedCut: boolean[];
     closeMs: number;
   };
 
@@ -385,12 +403,20 @@ describe('both builds in one process', () => {
   });
 
   it("ends the streams of the other build and of a second copy of the package in shutdown(), so that server.close() finishes", () => {
-    expect(mixed.openBefore).toBe(2);
+    expect(mixed.openBefore).toBe(4);
     expect(mixed.openAfter).toBe(0);
     expect(mixed.cut).toBe(true);
     expect(mixed.copyDistinct).toBe(true);
     expect(mixed.copyCut).toBe(true);
     expect(mixed.closeMs).toBeLessThan(2000);
+  });
+
+  it('guards the streams of guard() from either copy of the package, ended by either copy’s shutdown()', () => {
+    expect(mixed.guardedHeaders).toEqual({
+      'guard-main': { accel: 'no', cacheControl: 'no-transform' },
+      'guard-copy': { accel: 'no', cacheControl: 'no-transform' },
+    });
+    expect(mixed.guardedCut).toEqual([true, true]);
   });
 });
 

@@ -6,7 +6,7 @@ import type * as SseGuard from '../src/index';
 // sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
 const BUILT_PACKAGE = './results/sse-guard/index.js';
 
-export type GuardApp = 'json' | 'json + guard()' | 'stream' | 'stream + compression() + guard()';
+export type GuardApp = 'json' | 'json + guard()' | 'json + no-op middleware' | 'stream' | 'stream + compression() + guard()';
 
 const EVENT = `data: ${'x'.repeat(50)}\n\n`;
 
@@ -16,6 +16,8 @@ async function main(): Promise<void> {
   const app = express();
   if (name === 'stream + compression() + guard()') app.use((await import('compression')).default());
   if (name.endsWith('guard()')) app.use(((await import(BUILT_PACKAGE)) as typeof SseGuard).guard());
+  // What any middleware costs Express, in guard()'s place: the floor for guard()'s own figure.
+  if (name === 'json + no-op middleware') app.use((_req, _res, next) => next());
   // A small JSON response: what most routes of an app are.
   app.get('/json', (_req, res) => void res.json({ id: 42, name: 'widget', tags: ['a', 'b'], ok: true }));
   // A hand-written stream as fast as backpressure allows: `?n=` events of 58 bytes, then the end.

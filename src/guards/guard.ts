@@ -1,12 +1,13 @@
 // guard(): every event stream of the app, whoever writes it, gets what sse() gives its own streams.
-// One middleware; the decision for a response is made when its Content-Type becomes
-// text/event-stream (see watch.ts), and every other response is left as it was.
-import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
+// One middleware, which only marks the request; the decision for a response is made when its
+// Content-Type becomes text/event-stream (see watch.ts), and every other response is left as it was.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, urlOf } from './detect.js';
 import { GuardedStream, type GuardedSettings } from './guarded.js';
+import { markRequest, type GuardMark, type HeaderHooks } from './mark.js';
 import { resolveOptions } from './options.js';
 import type { SseMiddleware } from './sse.js';
-import { watchHeaders, type HeaderHooks } from './watch.js';
+import { installWatch } from './watch.js';
 import type { SseLogger, SseOptions } from '../core/types.js';
 
 /** guard()'s options: those of sse() that apply to a stream someone else writes, with the same meanings. */
@@ -33,17 +34,32 @@ function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLo
   disarmSocketTimeout(req, logger);
 }
 
-interface GuardConfig {
-  bypass: boolean;
-  compression: 'bypass' | 'flush';
-  logger: SseLogger | undefined;
-  settings: GuardedSettings;
+/** EventSource always asks for text/event-stream. */
+function asksForEventStream(headers: IncomingHttpHeaders): boolean {
+  const accept = headers.accept;
+  return accept !== undefined && accept.includes('text/event-stream');
+}
+
+/** One guard(): its settings, and the hooks it gives each of its responses that becomes an event stream. */
+class GuardConfig implements GuardMark {
+  constructor(
+    readonly bypass: boolean,
+    readonly compression: 'bypass' | 'flush',
+    readonly logger: SseLogger | undefined,
+    readonly settings: GuardedSettings,
+  ) {}
+
+  hooksFor(req: IncomingMessage, res: ServerResponse): HeaderHooks {
+    // The middleware disarmed the timeouts already when the request asked for an event stream.
+    return new ResponseGuard(req, res, this, asksForEventStream(req.headers));
+  }
 }
 
 /** One response's guard: what happens when its Content-Type turns out to be text/event-stream. */
 class ResponseGuard implements HeaderHooks {
   #stream: GuardedStream | undefined;
-  #encodingBefore: string | undefined;
+  // The Content-Encoding the producer set, as last seen before any layer's writeHead hook ran.
+  #producerEncoding: string | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -60,21 +76,23 @@ class ResponseGuard implements HeaderHooks {
       const cacheControl = res.getHeader('cache-control');
       res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
     }
+    // Now rather than as the head goes out: a layer may write the head with a writeHead of Node's
+    // it saved before guard() wrapped it. A producer's own X-Accel-Buffering set later replaces it.
+    if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
+    if (req.httpVersionMajor === 2) for (const name of HOP_BY_HOP) res.removeHeader(name);
     if (!this.disarmed) disarmTimeouts(req, res, config.logger);
     this.disarmed = true;
+    this.#producerEncoding = contentEncoding(res);
+  }
+
+  headStarts(): void {
+    this.#producerEncoding = contentEncoding(this.res);
   }
 
   rewrite(name: string, value: OutgoingHttpHeader): OutgoingHttpHeader | undefined {
     if (this.req.httpVersionMajor === 2 && HOP_BY_HOP.has(name)) return undefined;
     if (this.config.bypass && name === 'cache-control') return withNoTransform(value);
     return value;
-  }
-
-  beforeHead(): void {
-    const res = this.res;
-    if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
-    if (this.req.httpVersionMajor === 2) for (const name of HOP_BY_HOP) res.removeHeader(name);
-    this.#encodingBefore = contentEncoding(res);
   }
 
   afterHead(): void {
@@ -84,9 +102,10 @@ class ResponseGuard implements HeaderHooks {
     const { req, res, config } = this;
     const encoding = contentEncoding(res);
     // A compressor that engaged sets Content-Encoding inside its writeHead hook; one the producer set
-    // itself (graphql-sse and the AI SDK's docs use `Content-Encoding: none`) is not a compressor.
+    // itself is not a compressor. `none` never is: graphql-sse and the AI SDK's docs set it, and when
+    // the type came in writeHead's headers through another layer's hook, it is seen only after.
     const layer = hasCompressionLayer(res);
-    const compressed = layer && encoding !== undefined && encoding !== this.#encodingBefore;
+    const compressed = layer && encoding !== undefined && encoding !== 'none' && encoding !== this.#producerEncoding;
     if (layer) {
       if (compressed) config.logger?.('compression-flushed', { url: urlOf(req), encoding, requested: config.compression });
       else config.logger?.('compression-bypassed', { url: urlOf(req) });
@@ -103,15 +122,15 @@ export function guard(options?: GuardOptions): SseMiddleware {
   // Validated as sse()'s are; highWaterMark has no meaning here (guard() never paces the producer).
   if (options !== undefined && (options === null || typeof options !== 'object')) resolveOptions(options);
   const { compression, heartbeat, maxBufferedBytes, logger } = resolveOptions({ ...options, highWaterMark: 0 });
-  const config: GuardConfig = { bypass: compression === 'bypass', compression, logger, settings: { heartbeat, maxBufferedBytes, logger } };
+  const config = new GuardConfig(compression === 'bypass', compression, logger, { heartbeat, maxBufferedBytes, logger });
+  installWatch();
 
   return function guardEventStreams(req, res, next) {
-    // EventSource always asks for text/event-stream: disarm at once, so that a producer whose setup
-    // is slower than the timeout still gets to answer (the timeout middleware must be mounted first).
-    const accept = req.headers.accept;
-    const eventSource = accept !== undefined && accept.includes('text/event-stream');
     // A second guard() on the same request (app-wide and on a router) leaves it to the first.
-    if (watchHeaders(res, new ResponseGuard(req, res, config, eventSource)) && eventSource) disarmTimeouts(req, res, logger);
+    // A request that asks for an event stream is disarmed at once, so that a producer whose setup is
+    // slower than the timeout still gets to answer (the timeout middleware must be mounted first).
+    const headers = req.headers;
+    if (markRequest(headers, res, config) && asksForEventStream(headers)) disarmTimeouts(req, res, logger);
     next();
   };
 }

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { urlOf } from './detect.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
-import { counters, drainStream, open, type Closing, type Registered } from '../stream/registry.js';
+import { counters, drainStream, open, registry, type Closing, type Registered } from '../stream/registry.js';
 import { serializeComment } from '../stream/serialize.js';
 import type { SseLogger } from '../core/types.js';
 
@@ -112,6 +112,16 @@ export class GuardedStream implements Registered, Beating {
     this.#compressed = compressed;
     const res = this.#res;
     if (res.destroyed) return;
+    // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
+    // would hold server.close() with nobody left to end it. On the next tick: the head may be going
+    // out inside the producer's first write, which Node finishes after this returns.
+    if (registry.shutdown !== undefined) {
+      this.#endedByGuard = true;
+      process.nextTick(() => {
+        if (!res.writableEnded) this.#end.call(res);
+      });
+      return;
+    }
     res.on('close', this.#onClose);
     this.#socket?.on('drain', this.#onDrain);
     open.add(this);

@@ -3,33 +3,37 @@
 // response: setHeader (also behind setHeaders, Express's res.set/res.type/res.append, and the
 // on-headers hook of compression and connect-timeout, which folds writeHead's headers in through
 // it), appendHeader, and writeHead with headers given as an object or an array (which Node writes
-// without calling setHeader when no header was set before). Wrapping those three on the response
-// itself is what makes the mount order against compression() irrelevant: compression decides
-// inside its writeHead hook, after the type and Cache-Control passed through our setHeader.
-import type { OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+// without calling setHeader when no header was set before). Watching those is what makes the mount
+// order against compression() irrelevant: compression decides inside its writeHead hook, after the
+// type and Cache-Control passed through setHeader.
+//
+// Cost. Express gives every response a prototype of its own app (Object.setPrototypeOf), after
+// which V8 makes each property added to it cost a new hidden class: several µs, most of a small
+// JSON route's budget. So a response that is not an event stream gets no property at all: the
+// three methods are wrapped once, on the prototypes of Node's two response classes, and the
+// wrappers only look at the Content-Type going by. guard() marks the responses it saw elsewhere
+// (see mark.ts); the wrappers act on a response only once it is marked and its type is
+// text/event-stream, and from then on its own wrappers (own properties, as compression installs
+// its own) rewrite what the producer sets.
+import http, { type OutgoingHttpHeader, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import { isClaimedBySse } from './claim.js';
+import { markOf, type HeaderHooks } from './mark.js';
 
 type HeaderValue = OutgoingHttpHeader;
 
-/** What the watcher tells its owner. */
-export interface HeaderHooks {
-  /** The Content-Type just became `text/event-stream`. Called at most once. */
-  onEventStream(): void;
-  /** For an event stream: rewrites a header value being set, or returns undefined to drop it. */
-  rewrite(lowerName: string, value: HeaderValue): HeaderValue | undefined;
-  /** For an event stream, just before the head is written. */
-  beforeHead(): void;
-  /** For an event stream, just after the head was written (the compressor has decided by then). */
-  afterHead(): void;
-}
+const EVENT_STREAM = /^[\t ]*text\/event-stream[\t ]*(?:;|$)/i;
 
 /** True for a `Content-Type` value whose media type is `text/event-stream` (case and parameters ignored). */
-export function isEventStreamType(value: unknown): boolean {
+function isEventStreamType(value: unknown): boolean {
   const text = Array.isArray(value) ? value[0] : value;
-  if (typeof text !== 'string') return false;
-  const semicolon = text.indexOf(';');
-  return (semicolon === -1 ? text : text.slice(0, semicolon)).trim().toLowerCase() === 'text/event-stream';
+  if (typeof text !== 'string' || text.length < 17) return false;
+  // Most values set on a response are not a type, or another type: out at the first character.
+  const first = text.charCodeAt(0) | 0x20;
+  return (first === 0x74 /* t */ || first === 0x20 /* space */ || first === 0x29 /* tab */) && EVENT_STREAM.test(text);
 }
+
+const isContentType = (name: unknown): boolean => typeof name === 'string' && name.length === 12 && name.toLowerCase() === 'content-type';
 
 /** The [name, value] pairs of writeHead's headers argument: an object, a 2D array, or a flat array. */
 function headerPairs(headers: OutgoingHttpHeaders | readonly unknown[]): Array<[string, HeaderValue]> {
@@ -40,109 +44,157 @@ function headerPairs(headers: OutgoingHttpHeaders | readonly unknown[]): Array<[
   return pairs;
 }
 
-/** Whether writeHead's headers argument declares an event stream; allocates nothing, as it runs on every response. */
+/** Whether writeHead's headers argument declares an event stream; allocates nothing, as it runs on every response given headers. */
 function declaresEventStream(headers: OutgoingHttpHeaders | readonly unknown[]): boolean {
   if (!Array.isArray(headers)) {
-    for (const name in headers) if (name.length === 12 && name.toLowerCase() === 'content-type' && isEventStreamType((headers as OutgoingHttpHeaders)[name])) return true;
+    for (const name in headers) if (isContentType(name) && isEventStreamType((headers as OutgoingHttpHeaders)[name])) return true;
     return false;
   }
-  if (headers.length > 0 && Array.isArray(headers[0])) return headers.some((pair: unknown[]) => String(pair[0]).toLowerCase() === 'content-type' && isEventStreamType(pair[1]));
-  for (let i = 0; i + 1 < headers.length; i += 2) if (String(headers[i]).toLowerCase() === 'content-type' && isEventStreamType(headers[i + 1])) return true;
+  if (headers.length > 0 && Array.isArray(headers[0])) return headers.some((pair: unknown[]) => isContentType(String(pair[0])) && isEventStreamType(pair[1]));
+  for (let i = 0; i + 1 < headers.length; i += 2) if (isContentType(String(headers[i])) && isEventStreamType(headers[i + 1])) return true;
   return false;
 }
 
-const kWatch = Symbol('sse-guard.watch');
+// Registered, as the wrappers are shared by every copy of the package in the process: whichever
+// copy installed them serves the responses the others marked. The version moves with HeaderHooks.
+const kWatch = Symbol.for('sse-guard.watch.v3');
+const kInstalled = Symbol.for('sse-guard.watch-installed.v3');
 
-/** One response's watch: the methods it wrapped, and whether it is an event stream yet. */
-class Watch {
-  eventStream = false;
-  constructor(
-    readonly hooks: HeaderHooks,
-    readonly setHeader: ServerResponse['setHeader'],
-    readonly appendHeader: ServerResponse['appendHeader'] | undefined,
-    readonly writeHead: (...args: unknown[]) => ServerResponse,
-  ) {}
-
-  seeType(res: ServerResponse): void {
-    if (this.eventStream || isClaimedBySse(res) || !isEventStreamType(res.getHeader('content-type'))) return;
-    this.eventStream = true;
-    this.hooks.onEventStream();
-  }
+/** An event stream's watch: the methods its own wrappers call on to, and the guard's hooks. */
+interface Watch {
+  readonly hooks: HeaderHooks;
+  readonly setHeader: ServerResponse['setHeader'];
+  readonly appendHeader: ServerResponse['appendHeader'] | undefined;
+  readonly writeHead: (...args: unknown[]) => unknown;
 }
 
-type Watched = ServerResponse & { [kWatch]: Watch };
+type Watched = ServerResponse & { [kWatch]?: Watch };
 
-// The wrappers are made once, not per response: a response only gets its Watch and three own
-// properties pointing here, which is what keeps guard() within noise on routes that are not streams.
-function watchedSetHeader(this: Watched, name: string, value: HeaderValue): Watched {
-  const watch = this[kWatch];
-  // Cheap test first: most responses set a handful of headers and are not event streams.
-  if (watch.eventStream && typeof name === 'string') {
+/** Makes `res` an event stream of the guard that marked it, if one did: its own wrappers from now on, then the guard's hook. */
+function noticeEventStream(res: Watched): void {
+  if (res[kWatch] !== undefined || isClaimedBySse(res)) return;
+  const mark = markOf(res);
+  if (mark === undefined) return;
+  const hooks = mark.hooksFor(res.req, res);
+  const appendHeader = typeof res.appendHeader === 'function' ? res.appendHeader : undefined;
+  res[kWatch] = { hooks, setHeader: res.setHeader, appendHeader, writeHead: res.writeHead as Watch['writeHead'] };
+  res.setHeader = streamSetHeader as ServerResponse['setHeader'];
+  if (appendHeader !== undefined) res.appendHeader = streamAppendHeader as ServerResponse['appendHeader'];
+  res.writeHead = streamWriteHead as ServerResponse['writeHead'];
+  hooks.onEventStream();
+}
+
+// An event stream's own methods, in front of every layer mounted before the type was set: every
+// header value goes through the guard's rewrite (which may merge or drop it), and the guard hears
+// when the producer starts its head, before any layer's writeHead hook (a compressor's) runs.
+function streamSetHeader(this: Watched, name: string, value: HeaderValue): Watched {
+  const watch = this[kWatch]!;
+  if (typeof name === 'string') {
     const rewritten = watch.hooks.rewrite(name.toLowerCase(), value);
     if (rewritten === undefined) return this;
     value = rewritten;
   }
   watch.setHeader.call(this, name, value);
-  if (!watch.eventStream && typeof name === 'string' && name.length === 12 && name.toLowerCase() === 'content-type') watch.seeType(this);
   return this;
 }
 
-function watchedAppendHeader(this: Watched, name: string, value: string | readonly string[]): Watched {
-  const watch = this[kWatch];
+function streamAppendHeader(this: Watched, name: string, value: string | readonly string[]): Watched {
+  const watch = this[kWatch]!;
   watch.appendHeader!.call(this, name, value);
   if (typeof name !== 'string') return this;
-  const lower = name.toLowerCase();
-  if (!watch.eventStream) {
-    if (lower === 'content-type') watch.seeType(this);
-    return this;
-  }
-  // Re-applied to the appended whole, through the rewrite (which may merge or drop it).
+  // Re-applied to the appended whole, through the rewrite.
   const whole = this.getHeader(name);
   if (whole === undefined) return this;
-  const rewritten = watch.hooks.rewrite(lower, whole);
+  const rewritten = watch.hooks.rewrite(name.toLowerCase(), whole);
   if (rewritten === undefined) this.removeHeader(name);
   else if (rewritten !== whole) watch.setHeader.call(this, name, rewritten);
   return this;
 }
 
-function watchedWriteHead(this: Watched, ...args: unknown[]): Watched {
-  const watch = this[kWatch];
-  if (!this.headersSent && !isClaimedBySse(this)) {
-    const at = typeof args[1] === 'string' ? 2 : 1;
-    const headers = args[at] as OutgoingHttpHeaders | unknown[] | undefined;
-    if (headers !== null && typeof headers === 'object' && (watch.eventStream || declaresEventStream(headers))) {
-      // An event stream: fold the headers in through the watched setHeader (as on-headers does), so
-      // that they are merged and filtered like any other, and write the head with the status alone.
-      // A name repeated in the array form (Set-Cookie) adds a value rather than replacing it.
-      // Content-Type first: once it is known, every header after it is rewritten (a hop-by-hop one
-      // dropped on HTTP/2), whatever order the producer gave them in.
-      const seen = new Set<string>();
-      const pairs = headerPairs(headers).sort(([a], [b]) => Number(b.toLowerCase() === 'content-type') - Number(a.toLowerCase() === 'content-type'));
-      for (const [name, value] of pairs) {
-        const lower = name.toLowerCase();
-        if (seen.has(lower)) this.appendHeader(name, value as string | string[]);
-        else this.setHeader(name, value);
-        seen.add(lower);
-      }
-      args.length = at;
-    }
-    if (watch.eventStream) watch.hooks.beforeHead();
+function streamWriteHead(this: Watched, ...args: unknown[]): unknown {
+  const watch = this[kWatch]!;
+  if (!this.headersSent) {
+    foldHeadersArgument(this, args);
+    watch.hooks.headStarts();
   }
   const result = watch.writeHead.apply(this, args);
-  if (watch.eventStream) watch.hooks.afterHead();
-  return result as Watched;
+  // Also here: a layer below may have written the head with a writeHead of Node's it saved before
+  // the prototype's was wrapped.
+  if (this.headersSent) watch.hooks.afterHead();
+  return result;
 }
 
+/** Where writeHead's headers argument is, as Node reads it: after a string reason phrase, or in its place. */
+const headersAt = (args: unknown[]): number => (typeof args[1] === 'string' || args[2] != null ? 2 : 1);
+
 /**
- * Installs the watcher on `res` (own properties, as compression does); a response sse() writes is
- * passed through. Returns false, installing nothing, when `res` is watched already (guard() mounted twice).
+ * Folds writeHead's headers in through setHeader (as on-headers does), so that they are merged and
+ * filtered like any other; the head is then written with the status alone. A name repeated in the
+ * array form (Set-Cookie) adds a value rather than replacing it. Content-Type first: once it is
+ * known, every header after it is rewritten (a hop-by-hop one dropped on HTTP/2), whatever order
+ * the producer gave them in.
  */
-export function watchHeaders(res: ServerResponse, hooks: HeaderHooks): boolean {
-  if ((res as Partial<Watched>)[kWatch] !== undefined) return false;
-  const appendHeader = typeof res.appendHeader === 'function' ? res.appendHeader : undefined;
-  (res as Watched)[kWatch] = new Watch(hooks, res.setHeader, appendHeader, res.writeHead as (...args: unknown[]) => ServerResponse);
-  res.setHeader = watchedSetHeader as ServerResponse['setHeader'];
-  if (appendHeader !== undefined) res.appendHeader = watchedAppendHeader as ServerResponse['appendHeader'];
-  res.writeHead = watchedWriteHead as ServerResponse['writeHead'];
-  return true;
+function foldHeadersArgument(res: Watched, args: unknown[]): void {
+  const at = headersAt(args);
+  const headers = args[at] as OutgoingHttpHeaders | unknown[] | undefined;
+  if (headers === null || typeof headers !== 'object') return;
+  // Only for an event stream, or a response of a guard() that this argument makes one.
+  if (res[kWatch] === undefined && !(declaresEventStream(headers) && markOf(res) !== undefined && !isClaimedBySse(res))) return;
+  const seen = new Set<string>();
+  const pairs = headerPairs(headers).sort(([a], [b]) => Number(isContentType(b)) - Number(isContentType(a)));
+  for (const [name, value] of pairs) {
+    const lower = name.toLowerCase();
+    if (seen.has(lower)) res.appendHeader(name, value as string | string[]);
+    else res.setHeader(name, value);
+    seen.add(lower);
+  }
+  args.length = at;
+}
+
+type Method = (this: Watched, ...args: unknown[]) => unknown;
+type Prototype = Record<string, Method | undefined> & { [kInstalled]?: true };
+
+/** Wraps the three methods of one response class (those it has), once per process. */
+function install(proto: Prototype): void {
+  if (Object.prototype.hasOwnProperty.call(proto, kInstalled)) return;
+  Object.defineProperty(proto, kInstalled, { value: true });
+  // Node's methods: the prototype's own, or else (setHeader and appendHeader of HTTP/1 live on
+  // OutgoingMessage) looked up on the parent at each call, so that a later patch there still runs.
+  const parent = Object.getPrototypeOf(proto) as Prototype;
+  const own = (name: string): Method | undefined => (Object.prototype.hasOwnProperty.call(proto, name) ? proto[name] : undefined);
+
+  const ownSetHeader = own('setHeader');
+  proto.setHeader = function setHeader(this: Watched, name: string, value: HeaderValue) {
+    const result = (ownSetHeader ?? parent.setHeader!).call(this, name, value);
+    if (isEventStreamType(value) && isContentType(name)) noticeEventStream(this);
+    return result;
+  } as Method;
+  // Http2ServerResponse has it from Node 20.12 only.
+  if (typeof proto.appendHeader === 'function') {
+    const ownAppendHeader = own('appendHeader');
+    proto.appendHeader = function appendHeader(this: Watched, name: string, value: string | readonly string[]) {
+      const result = (ownAppendHeader ?? parent.appendHeader!).call(this, name, value);
+      if (isContentType(name) && isEventStreamType(this.getHeader('content-type'))) noticeEventStream(this);
+      return result;
+    } as Method;
+  }
+  // The innermost writeHead, whatever wraps it (compression's hook, connect-timeout's): what goes
+  // out is final here, and a compressor has decided by now. Both classes have their own.
+  const nodeWriteHead = own('writeHead')!;
+  proto.writeHead = function writeHead(this: Watched, ...args: unknown[]) {
+    // Not a stream, and no headers given here that could make it one: what nearly every response takes.
+    if (this[kWatch] === undefined && typeof args[1] !== 'object' && typeof args[2] !== 'object') return nodeWriteHead.apply(this, args);
+    if (!this.headersSent) foldHeadersArgument(this, args);
+    const result = nodeWriteHead.apply(this, args);
+    // Read again: Node's writeHead sets a headers argument through setHeader once any header was
+    // set before, so the type may have been seen inside it.
+    this[kWatch]?.hooks.afterHead();
+    return result;
+  };
+}
+
+/** Wraps setHeader, appendHeader and writeHead of Node's HTTP/1 and HTTP/2 responses (once; idempotent). */
+export function installWatch(): void {
+  install(http.ServerResponse.prototype as unknown as Prototype);
+  install(http2.Http2ServerResponse.prototype as unknown as Prototype);
 }
