@@ -1,6 +1,9 @@
-// guard() at the edges: events that end in CRLF, headers in any order on HTTP/2, and a producer that
-// ends its response after shutdown() did; and sse()'s refusal after shutdown() on HTTP/2.
+// guard() at the edges: events that end in CRLF, headers in any order on HTTP/2, a producer that
+// writes its head after its HTTP/2 client left, and a producer that ends its response after
+// shutdown() did; and sse()'s refusal after shutdown() on HTTP/2.
 import { execFile } from 'node:child_process';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
 import { guard, shutdown, stats } from '../src/index';
@@ -88,6 +91,37 @@ describe('guard() on HTTP/2 with a hop-by-hop header before Content-Type in writ
 });
 
 // shutdown() is final for the process: these run last.
+describe('guard() on HTTP/2, a producer that writes its head after the client left', () => {
+  it('leaves no stream behind in stats() (an HTTP/2 compat response has no `destroyed`)', async () => {
+    const guarded = guard({ heartbeat: 50 });
+    let wrote!: () => void;
+    const written = new Promise<void>((resolve) => (wrote = resolve));
+    const server = http2.createServer((req, res) =>
+      guarded(req as never, res as never, () => {
+        res.stream.once('close', () => {
+          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+          res.write('data: late\n\n');
+          wrote();
+        });
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const before = stats().open;
+      const req = session.request({ ':path': '/', accept: 'text/event-stream' });
+      req.on('error', () => {});
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      await written;
+      await sleep(200);
+      expect(stats().open).toBe(before);
+    } finally {
+      session.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe('after shutdown()', () => {
   let srv: TestServer;
   const ended: Array<Error | null | undefined> = [];

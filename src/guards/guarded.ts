@@ -111,7 +111,9 @@ export class GuardedStream implements Registered, Beating {
   start(compressed: boolean): void {
     this.#compressed = compressed;
     const res = this.#res;
-    if (res.destroyed) return;
+    // Gone before its head: its 'close' came already. An HTTP/2 compat response has no `destroyed`
+    // of its own, its stream does.
+    if (res.destroyed || (res as { stream?: { destroyed?: boolean } }).stream?.destroyed === true) return;
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
     // out inside the producer's first write, which Node finishes after this returns.
