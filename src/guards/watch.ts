@@ -181,9 +181,10 @@ function install(proto: Prototype): void {
   // The innermost writeHead, whatever wraps it (compression's hook, connect-timeout's): what goes
   // out is final here, and a compressor has decided by now. Both classes have their own.
   const nodeWriteHead = own('writeHead')!;
-  proto.writeHead = function writeHead(this: Watched, ...args: unknown[]) {
-    // Not a stream, and no headers given here that could make it one: what nearly every response takes.
-    if (this[kWatch] === undefined && typeof args[1] !== 'object' && typeof args[2] !== 'object') return nodeWriteHead.apply(this, args);
+  proto.writeHead = function writeHead(this: Watched, statusCode: unknown) {
+    // Not a stream, and only the status given (Node's implicit head): what nearly every response takes.
+    if (arguments.length === 1 && this[kWatch] === undefined) return nodeWriteHead.call(this, statusCode);
+    const args = Array.prototype.slice.call(arguments) as unknown[];
     if (!this.headersSent) foldHeadersArgument(this, args);
     const result = nodeWriteHead.apply(this, args);
     // Read again: Node's writeHead sets a headers argument through setHeader once any header was
