@@ -225,6 +225,12 @@ describe('shutdown() over guarded streams', () => {
       res.write('data: a\n\n');
       timers.push(setInterval(() => res.write('data: more\n\n', (error) => late.push(error)), 50));
     });
+    // A whole short answer in one tick, its head written first.
+    app.get('/whole', (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('data: a\n\n');
+      res.end('data: b\n\n');
+    });
     srv = await listen(app);
   });
   const timers: NodeJS.Timeout[] = [];
@@ -249,6 +255,7 @@ describe('shutdown() over guarded streams', () => {
   });
 
   it('ends a stream whose head goes out after shutdown() at once, so that server.close() can finish', async () => {
+    await shutdown({ graceMs: 1000 }); // called above already: the same drain, settled
     const started = performance.now();
     const result = await collect(`${srv.url}/stubborn`, { timeout: 3000 });
     // Left open, it would run to collect()'s timeout: ended false, after 3 s.
@@ -257,5 +264,12 @@ describe('shutdown() over guarded streams', () => {
     // The producer's first write carried the head out; nothing after it.
     expect(result.events.map((e) => e.data)).toEqual(['a']);
     expect(stats().open).toBe(0);
+  });
+
+  it('lets a whole answer written in one tick after shutdown() go out complete', async () => {
+    await shutdown({ graceMs: 1000 }); // called above already: the same drain, settled
+    const result = await collect(`${srv.url}/whole`, { timeout: 3000 });
+    expect(result.ended).toBe(true);
+    expect(result.events.map((e) => e.data)).toEqual(['a', 'b']);
   });
 });

@@ -179,8 +179,14 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
       const app = express();
       app.use(guard({ heartbeat: false }));
       app.get('/undefined-reason', producer((res) => res.writeHead(200, undefined as never, { 'Content-Type': 'text/event-stream' })));
+      // Node reads the third argument only; an object in second place is not headers.
+      app.get('/object-reason', producer((res) => res.writeHead(200, { 'X-Ignored': '1' } as never, { 'Content-Type': 'text/event-stream' })));
       const plain = await listen(app);
       try {
+        const ignored = await collect(`${plain.url}/object-reason`, { count: 1, timeout: 3000 });
+        expect(ignored.headers['x-accel-buffering']).toBe('no');
+        expect(ignored.headers['x-ignored']).toBeUndefined();
+        await waitFor('the stream to leave stats()', () => stats().open === 0);
         const reading = collect(`${plain.url}/undefined-reason`, { timeout: 600 });
         await waitFor('the stream to join stats()', () => stats().open === 1);
         const result = await reading;

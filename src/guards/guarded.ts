@@ -113,14 +113,16 @@ export class GuardedStream implements Registered, Beating {
     const res = this.#res;
     // Gone before its head: its 'close' came already. An HTTP/2 compat response has no `destroyed`
     // of its own, its stream does.
-    if (res.destroyed || (res as { stream?: { destroyed?: boolean } }).stream?.destroyed === true) return;
+    if (res.destroyed || (this.#req.httpVersionMajor === 2 && (res as { stream?: { destroyed?: boolean } }).stream?.destroyed === true)) return;
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
-    // out inside the producer's first write, which Node finishes after this returns.
+    // out inside the producer's first write, which Node finishes after this returns, and what the
+    // producer writes in this tick (a whole short answer, say) still goes out.
     if (registry.shutdown !== undefined) {
-      this.#endedByGuard = true;
       process.nextTick(() => {
-        if (!res.writableEnded) this.#end.call(res);
+        if (res.writableEnded) return;
+        this.#endedByGuard = true;
+        this.#end.call(res);
       });
       return;
     }
@@ -200,6 +202,7 @@ export class GuardedStream implements Registered, Beating {
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
     const backedUp = res.writableNeedDrain;
+    const queuedBefore = res.writableLength;
     let result: boolean;
     let once: WriteCallback | undefined;
     if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
@@ -216,7 +219,11 @@ export class GuardedStream implements Registered, Beating {
           : this.#write.call(res, chunk, encoding, once);
     }
     if (this.#compressed) {
-      if (backedUp && this.#socket !== null) this.#inCompressor += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
+      // Counted only when the chunk did not reach Node's own queue at once (where writableLength
+      // sees it): it sits in the compressor. A producer's own Content-Encoding taken for one must
+      // not count every byte twice.
+      const bytes = typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
+      if (backedUp && this.#socket !== null && res.writableLength - queuedBefore < bytes) this.#inCompressor += bytes;
       res.flush?.();
     }
     if (once !== undefined && this.#wrapped) {

@@ -130,9 +130,8 @@ const headersAt = (args: unknown[]): number => (typeof args[1] === 'string' || a
 /**
  * Folds writeHead's headers in through setHeader (as on-headers does), so that they are merged and
  * filtered like any other; the head is then written with the status alone. A name repeated in the
- * array form (Set-Cookie) adds a value rather than replacing it. Content-Type first: once it is
- * known, every header after it is rewritten (a hop-by-hop one dropped on HTTP/2), whatever order
- * the producer gave them in.
+ * array form (Set-Cookie) keeps all its values. Content-Type first: once it is known, every header
+ * after it is rewritten (a hop-by-hop one dropped on HTTP/2), whatever order the producer gave them in.
  */
 function foldHeadersArgument(res: Watched, args: unknown[]): void {
   const at = headersAt(args);
@@ -140,15 +139,19 @@ function foldHeadersArgument(res: Watched, args: unknown[]): void {
   if (headers === null || typeof headers !== 'object') return;
   // Only for an event stream, or a response of a guard() that this argument makes one.
   if (res[kWatch] === undefined && !(declaresEventStream(headers) && markOf(res) !== undefined && !isClaimedBySse(res))) return;
-  const seen = new Set<string>();
-  const pairs = headerPairs(headers).sort(([a], [b]) => Number(isContentType(b)) - Number(isContentType(a)));
-  for (const [name, value] of pairs) {
+  // One setHeader per name, a repeated one's values gathered (appendHeader is missing on HTTP/2
+  // before Node 20.12): as Node does, they replace an earlier value of that name.
+  const byName = new Map<string, [string, HeaderValue[]]>();
+  for (const [name, value] of headerPairs(headers)) {
     const lower = name.toLowerCase();
-    if (seen.has(lower)) res.appendHeader(name, value as string | string[]);
-    else res.setHeader(name, value);
-    seen.add(lower);
+    const entry = byName.get(lower);
+    if (entry === undefined) byName.set(lower, [name, [value]]);
+    else entry[1].push(value);
   }
-  args.length = at;
+  const entries = [...byName.values()].sort(([a], [b]) => Number(isContentType(b)) - Number(isContentType(a)));
+  for (const [name, values] of entries) res.setHeader(name, values.length === 1 ? values[0]! : (values.flat() as string[]));
+  // The status, and a reason phrase if there is one: what Node would otherwise read as headers goes.
+  args.length = typeof args[1] === 'string' ? 2 : 1;
 }
 
 type Method = (this: Watched, ...args: unknown[]) => unknown;
