@@ -202,7 +202,7 @@ export class GuardedStream implements Registered, Beating {
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
     const backedUp = res.writableNeedDrain;
-    const queuedBefore = res.writableLength;
+    const queuedBefore = this.#compressed ? res.writableLength : 0;
     let result: boolean;
     let once: WriteCallback | undefined;
     if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
