@@ -2,6 +2,7 @@
 // diagnosis that names each culprit and its fix, out.
 import type { DoctorResult, Sample } from './doctor.js';
 import { ADVICE, IDLE_LIMITS as LAYER_IDLE_LIMITS, layersOf, type Layer } from './layers.js';
+import { isEventStreamType } from '../core/media-type.js';
 
 export type Level = 'ok' | 'info' | 'warn' | 'fail';
 
@@ -79,7 +80,7 @@ const median = (values: number[]): number => [...values].sort((a, b) => a - b)[M
 const gaps = (times: number[]): number[] => times.slice(1).map((t, i) => t - times[i]!);
 
 function isEventStream(s: Sample): boolean {
-  return /^\s*text\/event-stream\s*(?:;|$)/i.test(s.headers['content-type'] ?? '');
+  return isEventStreamType(s.headers['content-type']);
 }
 
 function encodingOf(s: Sample): string | undefined {

@@ -3,6 +3,7 @@
 import zlib from 'node:zlib';
 import { createParser } from 'eventsource-parser';
 import { needsControl } from './diagnose.js';
+import { isEventStreamType } from '../core/media-type.js';
 import { parseProbe, PROBE_HEADER } from '../guards/probe.js';
 import { Backlog } from '../stream/backlog.js';
 import { chooseProxy, maskUrl, request, type TransportOptions } from './transport.js';
@@ -198,7 +199,7 @@ export function sample(url: URL, options: DoctorOptions, phase: 'main' | 'contro
         s.protocol = res.protocol;
         for (const [name, value] of Object.entries(res.headers)) s.headers[name] = printable(value);
         progress();
-        const isStream = /^\s*text\/event-stream\s*(?:;|$)/i.test(s.headers['content-type'] ?? '');
+        const isStream = isEventStreamType(s.headers['content-type']);
         const encoding = (s.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
         decoder = decoderFor(encoding);
         if (decoder === undefined && encoding !== 'identity') return finish(`cannot decode Content-Encoding ${encoding}`);

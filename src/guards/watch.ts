@@ -18,20 +18,10 @@
 import http, { type OutgoingHttpHeader, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import { isClaimedBySse } from './claim.js';
+import { isEventStreamType } from '../core/media-type.js';
 import { markOf, type HeaderHooks } from './mark.js';
 
 type HeaderValue = OutgoingHttpHeader;
-
-const EVENT_STREAM = /^[\t ]*text\/event-stream[\t ]*(?:;|$)/i;
-
-/** True for a `Content-Type` value whose media type is `text/event-stream` (case and parameters ignored). */
-function isEventStreamType(value: unknown): boolean {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (typeof text !== 'string' || text.length < 17) return false;
-  // Most values set on a response are not a type, or another type: out at the first character.
-  const first = text.charCodeAt(0) | 0x20;
-  return (first === 0x74 /* t */ || first === 0x20 /* space */ || first === 0x29 /* tab */) && EVENT_STREAM.test(text);
-}
 
 const isContentType = (name: unknown): boolean => typeof name === 'string' && name.length === 12 && name.toLowerCase() === 'content-type';
 

@@ -1,6 +1,7 @@
 // relay(): re-send an upstream event stream, parsed per spec and serialized again by this stream.
 import { SseGuardError } from '../core/errors.js';
 import { Backlog } from './backlog.js';
+import { isEventStreamType } from '../core/media-type.js';
 import type { EventMap, SendArg } from '../core/types.js';
 import { pipe, type Sink } from './pipe.js';
 import { openSource, type Pull, type Source } from './source.js';
@@ -63,8 +64,7 @@ function isRetry(item: Item): item is Retry {
 
 function refusal(response: UpstreamResponse): string | undefined {
   const type = response.headers.get('content-type');
-  const media = type?.split(';')[0]?.trim().toLowerCase();
-  if (response.status >= 200 && response.status <= 299 && media === 'text/event-stream') return undefined;
+  if (response.status >= 200 && response.status <= 299 && isEventStreamType(type)) return undefined;
   const shown = type === null ? 'no Content-Type' : `Content-Type ${JSON.stringify(type.slice(0, 100))}`;
   return `relay() needs a 2xx text/event-stream upstream, got status ${response.status} with ${shown}; check the upstream URL and that the request asks for a stream (Accept: text/event-stream, stream: true).`;
 }

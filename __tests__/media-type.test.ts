@@ -1,0 +1,34 @@
+// The one test of "is this Content-Type an event stream", shared by guard(), the doctor and relay().
+import { isEventStreamType } from '../src/core/media-type';
+
+describe('isEventStreamType', () => {
+  it.each([
+    'text/event-stream',
+    'TEXT/Event-Stream',
+    'text/event-stream; charset=utf-8',
+    'text/event-stream;charset=utf-8',
+    ' text/event-stream ',
+    '\ttext/event-stream\t; x=1',
+  ])('takes %j', (value) => {
+    expect(isEventStreamType(value)).toBe(true);
+    expect(isEventStreamType([value, 'text/html'])).toBe(true);
+  });
+
+  it.each([
+    'text/event-streams',
+    'text/event-stream-x',
+    'text/event-stream/x',
+    'x text/event-stream',
+    'text/html',
+    'application/json; charset=utf-8',
+    '',
+    // Not HTTP whitespace: a browser's MIME parser keeps it, and the type no longer matches.
+    'text/event-stream\u00a0',
+  ])('refuses %j', (value) => {
+    expect(isEventStreamType(value)).toBe(false);
+  });
+
+  it.each([undefined, null, 17, ['text/html', 'text/event-stream'], []])('refuses %p', (value) => {
+    expect(isEventStreamType(value)).toBe(false);
+  });
+});
