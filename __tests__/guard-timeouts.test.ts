@@ -70,7 +70,8 @@ describe.each(expressVersions)('guard() and timeouts (%s)', (_name, express) => 
       const result = await collect(`${srv.url}${prefix}/guarded/slow`, { count: 2, timeout: 3000, headers: EVENTSOURCE });
       expect(result.status).toBe(200);
       expect(result.events.map((e) => e.data)).toEqual(['0', '1']);
-      expect(log).toContainEqual(['timeout-disarmed', { url: `${prefix}/guarded/slow`, middleware: [middleware] }]);
+      // Once: on the way in, not again when the type is set.
+      expect(log.filter(([reason]) => reason === 'timeout-disarmed')).toEqual([['timeout-disarmed', { url: `${prefix}/guarded/slow`, middleware: [middleware] }]]);
     });
 
     it('a request that does not ask for an event stream is disarmed only once its type is set: too late for a slow setup', async () => {
@@ -231,5 +232,59 @@ describe('guard() on HTTP/2', () => {
     expect(result.headers['cache-control']).toBe('no-transform');
     expect(result.headers['x-accel-buffering']).toBe('no');
     for (const name of ['connection', 'keep-alive', 'transfer-encoding']) expect(result.headers[name]).toBeUndefined();
+  });
+});
+
+// guard() mounted first, as `app.use(guard())` at the top of an app tends to be: what a route arms
+// after guard()'s middleware disarmed an EventSource request is disarmed once the type is set.
+// (connect-timeout clears its own timer when the head goes out; only a setup slower than it fails,
+// in this order, which the README says.)
+describe.each(expressVersions)('guard() mounted before the timeouts (%s)', (_name, express) => {
+  let srv: TestServer;
+  const log: Array<[GuardReason, Record<string, unknown>]> = [];
+  const logger = (reason: GuardReason, details: Record<string, unknown>) => log.push([reason, details]);
+  const said = (reason: GuardReason, url: string) => log.filter(([r, details]) => r === reason && details.url === url);
+
+  beforeAll(async () => {
+    const app: Express = express();
+    // The socket idle timer, armed on the route as tutorials do; the stream is quiet for longer.
+    const idleTimer: RequestHandler = (req, _res, next) => {
+      req.setTimeout(300);
+      next();
+    };
+    const quiet = naiveSse({ interval: 700 });
+    // Matched before guard() is reached: the control.
+    app.get('/control', idleTimer, quiet);
+    app.use(guard({ logger, heartbeat: false }));
+    app.get('/idle', idleTimer, quiet);
+    // express-timeout-handler cuts no stream whose head is out, but its idle timer stays armed (the
+    // socket is destroyed once the response ends): the stream tells what the timer is set to.
+    app.get('/eth', timeoutHandler.handler({ timeout: 250 }), (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.end(`data: ${req.socket.timeout}\n\n`);
+    });
+    srv = await listen(app);
+  });
+  afterAll(() => srv.close());
+  beforeEach(() => {
+    log.length = 0;
+  });
+
+  it('control: the idle timer a route armed cuts a quiet EventSource stream', async () => {
+    const result = await collect(`${srv.url}/control`, { count: 3, timeout: 3000, headers: EVENTSOURCE });
+    expect(result.events).toHaveLength(1);
+    expect(result.ended).toBe(true);
+  });
+
+  it('disarms the idle timer a route armed after guard(), and says so', async () => {
+    const result = await collect(`${srv.url}/idle`, { count: 3, timeout: 3000, headers: EVENTSOURCE });
+    expect(result.events.map((e) => e.data)).toEqual(['0', '1', '2']);
+    expect(said('socket-timeout-disarmed', '/idle')).toEqual([['socket-timeout-disarmed', { url: '/idle', timeout: 300 }]]);
+  });
+
+  it('disarms express-timeout-handler armed after guard(), and says so once', async () => {
+    const result = await collect(`${srv.url}/eth`, { count: 1, timeout: 3000, headers: EVENTSOURCE });
+    expect(result.events.map((e) => e.data)).toEqual(['0']);
+    expect(said('timeout-disarmed', '/eth')).toEqual([['timeout-disarmed', { url: '/eth', middleware: ['express-timeout-handler'] }]]);
   });
 });

@@ -197,10 +197,10 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
       }
     });
 
-    it('guards a request whose headers object a middleware froze', async () => {
+    it('guards a request whose raw headers a middleware froze', async () => {
       const app = express();
       app.use((req, _res, next) => {
-        Object.freeze(req.headers);
+        Object.freeze(req.rawHeaders);
         next();
       });
       app.use(compression(), guard());
@@ -212,6 +212,25 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
         expect(result.headers['x-accel-buffering']).toBe('no');
       } finally {
         await frozen.close();
+      }
+    });
+
+    it('leaves req.headers fit for fetch: Node 20 rejects a headers object with any symbol key', async () => {
+      const app = express();
+      app.use(compression(), guard());
+      // As a route that forwards the client's headers upstream does.
+      app.get('/forward', (req, res) => {
+        const { host: _host, ...copy } = req.headers;
+        const accept = (init: object) => new Headers(init as Record<string, string>).get('accept');
+        res.json({ headers: accept(req.headers), copy: accept(copy) });
+      });
+      const forward = await listen(app);
+      try {
+        const answer = await fetch(`${forward.url}/forward`, { headers: { accept: 'application/json' } });
+        expect(answer.status).toBe(200);
+        expect(await answer.json()).toEqual({ headers: 'application/json', copy: 'application/json' });
+      } finally {
+        await forward.close();
       }
     });
 

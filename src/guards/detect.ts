@@ -7,15 +7,26 @@ export type TimeoutMiddleware = 'connect-timeout' | 'express-timeout-handler';
 
 type TimeoutRequest = IncomingMessage & { timedout?: unknown; clearTimeout?: unknown };
 
-/** Finds request-timeout middleware armed on this request, by the marks each one leaves. */
-export function findTimeoutMiddleware(req: IncomingMessage, res: ServerResponse): TimeoutMiddleware[] {
+/** The marks request-timeout middleware left on a request so far: what tells one armed later from them. */
+export interface TimeoutMarks {
+  readonly clearTimeout: unknown;
+  readonly timeoutListeners: number;
+}
+
+export function timeoutMarks(req: IncomingMessage, res: ServerResponse): TimeoutMarks {
+  return { clearTimeout: (req as TimeoutRequest).clearTimeout, timeoutListeners: res.listenerCount('timeout') };
+}
+
+/** Finds request-timeout middleware armed on this request (after `since` was taken, when given), by the marks each one leaves. */
+export function findTimeoutMiddleware(req: IncomingMessage, res: ServerResponse, since?: TimeoutMarks): TimeoutMiddleware[] {
   const found: TimeoutMiddleware[] = [];
   const r = req as TimeoutRequest;
-  // connect-timeout: a boolean req.timedout and req.clearTimeout(); on expiry it calls next(503).
-  if (typeof r.timedout === 'boolean' && typeof r.clearTimeout === 'function') found.push('connect-timeout');
+  // connect-timeout: a boolean req.timedout and req.clearTimeout(), a new function on each request;
+  // on expiry it calls next(503).
+  if (typeof r.timedout === 'boolean' && typeof r.clearTimeout === 'function' && r.clearTimeout !== since?.clearTimeout) found.push('connect-timeout');
   // express-timeout-handler: an idle timer on the socket and a 'timeout' listener on the response,
   // which answers 503 or, after headers, destroys the socket when the response finishes.
-  if (res.listenerCount('timeout') > 0) found.push('express-timeout-handler');
+  if (res.listenerCount('timeout') > (since?.timeoutListeners ?? 0)) found.push('express-timeout-handler');
   return found;
 }
 

@@ -2,7 +2,7 @@
 // One middleware, which only marks the request; the decision for a response is made when its
 // Content-Type becomes text/event-stream (see watch.ts), and every other response is left as it was.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, urlOf } from './detect.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, timeoutMarks, urlOf, type TimeoutMarks } from './detect.js';
 import { GuardedStream, type GuardedSettings } from './guarded.js';
 import { markRequest, type GuardMark, type HeaderHooks } from './mark.js';
 import { resolveOptions } from './options.js';
@@ -24,9 +24,9 @@ export function withNoTransform(value: OutgoingHttpHeader): string {
   return text.trim() === '' ? 'no-transform' : `${text}, no-transform`;
 }
 
-/** Cancels request-timeout middleware and the socket idle timer for this response, and says so. */
-function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined): void {
-  const found = findTimeoutMiddleware(req, res);
+/** Cancels request-timeout middleware (those armed after `since`, when given) and the socket idle timer for this response, and says so. */
+function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined, since?: TimeoutMarks): void {
+  const found = findTimeoutMiddleware(req, res, since);
   if (found.length > 0) {
     disarmTimeoutMiddleware(req, found);
     logger?.('timeout-disarmed', { url: urlOf(req), middleware: found });
@@ -50,8 +50,27 @@ class GuardConfig implements GuardMark {
   ) {}
 
   hooksFor(req: IncomingMessage, res: ServerResponse): HeaderHooks {
-    // The middleware disarmed the timeouts already when the request asked for an event stream.
-    return new ResponseGuard(req, res, this, asksForEventStream(req.headers));
+    return new ResponseGuard(req, res, this, undefined);
+  }
+}
+
+/**
+ * The mark of a request that asked for an event stream, whose timeouts the middleware disarmed on
+ * its way in: once the type is set, only timeout middleware armed since (mounted after guard()) is
+ * left to disarm, and only that is logged.
+ */
+class DisarmedOnEntry implements GuardMark {
+  since: TimeoutMarks | undefined;
+
+  constructor(readonly config: GuardConfig) {}
+
+  disarm(req: IncomingMessage, res: ServerResponse): void {
+    disarmTimeouts(req, res, this.config.logger);
+    this.since = timeoutMarks(req, res);
+  }
+
+  hooksFor(req: IncomingMessage, res: ServerResponse): HeaderHooks {
+    return new ResponseGuard(req, res, this.config, this.since);
   }
 }
 
@@ -65,8 +84,8 @@ class ResponseGuard implements HeaderHooks {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly config: GuardConfig,
-    // Whether the timeouts were disarmed already, when the request asked for an event stream.
-    public disarmed: boolean,
+    // The timeout middleware's marks when the middleware disarmed it, if the request asked for an event stream.
+    readonly disarmedOnEntry: TimeoutMarks | undefined,
   ) {}
 
   onEventStream(): void {
@@ -80,8 +99,7 @@ class ResponseGuard implements HeaderHooks {
     // it saved before guard() wrapped it. A producer's own X-Accel-Buffering set later replaces it.
     if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
     if (req.httpVersionMajor === 2) for (const name of HOP_BY_HOP) res.removeHeader(name);
-    if (!this.disarmed) disarmTimeouts(req, res, config.logger);
-    this.disarmed = true;
+    disarmTimeouts(req, res, config.logger, this.disarmedOnEntry);
     this.#producerEncoding = contentEncoding(res);
   }
 
@@ -129,8 +147,11 @@ export function guard(options?: GuardOptions): SseMiddleware {
     // A second guard() on the same request (app-wide and on a router) leaves it to the first.
     // A request that asks for an event stream is disarmed at once, so that a producer whose setup is
     // slower than the timeout still gets to answer (the timeout middleware must be mounted first).
-    const headers = req.headers;
-    if (markRequest(headers, res, config) && asksForEventStream(headers)) disarmTimeouts(req, res, logger);
+    if (!asksForEventStream(req.headers)) markRequest(req, res, config);
+    else {
+      const entry = new DisarmedOnEntry(config);
+      if (markRequest(req, res, entry)) entry.disarm(req, res);
+    }
     next();
   };
 }

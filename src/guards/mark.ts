@@ -1,11 +1,13 @@
 // The mark guard() leaves on each request it sees, which the header watch (watch.ts) reads when a
-// response turns out to be an event stream. It is kept on the request's headers object: the one
-// object of a request that Express does not give a new prototype, so that marking it costs next to
+// response turns out to be an event stream. It is kept on the request's raw headers array: an object
+// of the request that Express does not give a new prototype, so that marking it costs next to
 // nothing (a property added to the request or the response costs a new hidden class, several µs),
-// and one that lives exactly as long as the request, whatever the framework. Non-enumerable, so
-// that copying the headers (a proxy does) does not copy it. Registered, so that every copy of the
-// package reads the others' marks; the version moves with HeaderHooks.
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
+// and one that lives exactly as long as the request, whatever the framework. Not on `req.headers`:
+// Node 20's fetch rejects a headers object with any symbol key, so `fetch(url, { headers:
+// req.headers })` would throw on every request guard() saw. Non-enumerable, so that nothing that
+// compares or prints the array sees it. Registered, so that every copy of the package reads the
+// others' marks; the version moves with HeaderHooks and with where the mark is kept.
+import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 
 /** What the watch tells the guard of one response that turned out to be an event stream. */
 export interface HeaderHooks {
@@ -24,19 +26,23 @@ export interface GuardMark {
   hooksFor(req: IncomingMessage, res: ServerResponse): HeaderHooks;
 }
 
-const kMark = Symbol.for('sse-guard.mark.v3');
+const kMark = Symbol.for('sse-guard.mark.v4');
 
-type Marked = IncomingHttpHeaders & { [kMark]?: GuardMark };
-type MarkedResponse = ServerResponse & { [kMark]?: GuardMark };
+type Marked = { [kMark]?: GuardMark };
 
-/** Marks the request whose headers these are (or, failing that, its response `res`) as seen by `mark`; false, marking nothing, when a guard saw it already (guard() mounted twice). */
-export function markRequest(headers: IncomingHttpHeaders, res: ServerResponse, mark: GuardMark): boolean {
-  if ((headers as Marked)[kMark] !== undefined) return false;
+/**
+ * Marks the request `req` (or, failing that, its response `res`) as seen by `mark`; false, marking
+ * nothing, when a guard saw it already (guard() mounted twice).
+ */
+export function markRequest(req: IncomingMessage, res: ServerResponse, mark: GuardMark): boolean {
+  const raw = req.rawHeaders as string[] & Marked;
+  if (raw?.[kMark] !== undefined) return false;
   try {
-    Object.defineProperty(headers, kMark, { value: mark, configurable: true });
+    Object.defineProperty(raw, kMark, { value: mark, configurable: true });
   } catch {
-    // Headers someone froze: the response carries the mark then, at the price of a property.
-    if ((res as MarkedResponse)[kMark] !== undefined) return false;
+    // Raw headers someone froze (or a request made without them): the response carries the mark
+    // then, at the price of a property.
+    if ((res as ServerResponse & Marked)[kMark] !== undefined) return false;
     Object.defineProperty(res, kMark, { value: mark, configurable: true });
   }
   return true;
@@ -44,5 +50,5 @@ export function markRequest(headers: IncomingHttpHeaders, res: ServerResponse, m
 
 /** The guard that saw the request `res` answers, if any. */
 export function markOf(res: ServerResponse): GuardMark | undefined {
-  return (res.req?.headers as Marked | undefined)?.[kMark] ?? (res as MarkedResponse)[kMark];
+  return (res.req?.rawHeaders as (string[] & Marked) | undefined)?.[kMark] ?? (res as ServerResponse & Marked)[kMark];
 }

@@ -47,8 +47,8 @@ function declaresEventStream(headers: OutgoingHttpHeaders | readonly unknown[]):
 
 // Registered, as the wrappers are shared by every copy of the package in the process: whichever
 // copy installed them serves the responses the others marked. The version moves with HeaderHooks.
-const kWatch = Symbol.for('sse-guard.watch.v3');
-const kInstalled = Symbol.for('sse-guard.watch-installed.v3');
+const kWatch = Symbol.for('sse-guard.watch.v4');
+const kInstalled = Symbol.for('sse-guard.watch-installed.v4');
 
 /** An event stream's watch: the methods its own wrappers call on to, and the guard's hooks. */
 interface Watch {
