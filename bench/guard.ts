@@ -6,10 +6,13 @@
 //   and the instructions the server process executes per request, counted by callgrind (valgrind),
 //   which the rest of the machine cannot disturb.
 // - G2: events per second of a hand-written stream behind compression() + guard(), against the
-//   same stream with no compression at all (what guard() makes compression do: pass it through).
-// Both are read per second of the server's CPU, as scenario A in run.ts: on a small shared machine
+//   same stream with no compression at all (what guard() makes compression do: pass it through);
+//   and the instructions per event, counted the same way.
+// Rates are read per second of the server's CPU, as scenario A in run.ts: on a small shared machine
 // the wall clock mostly measures who else is running. Repeats alternate between the two sides of
-// each pair and the best one counts.
+// each pair and the best one counts. Both sides of a pair send the same body and guard() makes no
+// system call of its own, so what it adds is user-space work, which the instruction counts measure
+// whole (how many events share a system call follows the reader's pace, on both sides).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -33,6 +36,8 @@ export interface GuardFigures {
   /** Instructions per request of the JSON route, one figure per repeat; absent without valgrind. */
   jsonInstructions?: Record<'json' | 'json + guard()' | 'json + no-op middleware', number[]>;
   streamEventsPerSecond: Record<'stream' | 'stream + compression() + guard()', number[]>;
+  /** Instructions per event of the stream, one figure per repeat; absent without valgrind. */
+  streamInstructions?: Record<'stream' | 'stream + compression() + guard()', number[]>;
 }
 
 interface Started {
@@ -138,15 +143,15 @@ async function sequentialRequests(port: number, count: number): Promise<void> {
   }
 }
 
-/** Instructions the server process executed in all, from its start to its exit after `requests` requests. */
-async function instructionsUntilExit(name: GuardApp, requests: number): Promise<number> {
-  const out = path.join(os.tmpdir(), `sse-guard-callgrind-${process.pid}-${name.replace(/\W+/g, '_')}-${requests}`);
+/** Instructions the server process executed in all, from its start to its exit after `load` ran against it. */
+async function instructionsUntilExit(name: GuardApp, label: string, load: (port: number) => Promise<unknown>): Promise<number> {
+  const out = path.join(os.tmpdir(), `sse-guard-callgrind-${process.pid}-${name.replace(/\W+/g, '_')}-${label}`);
   try {
     // V8's helper threads would add instructions that depend on timing.
     const { child, port, exited } = await startApp(name, 600_000, ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-line=no', '--dump-instr=no'], ['--single-threaded']);
     const timer = setTimeout(() => child.kill(), 600_000);
     try {
-      await sequentialRequests(port, requests);
+      await load(port);
       child.send('exit');
       await exited;
     } finally {
@@ -162,25 +167,47 @@ async function instructionsUntilExit(name: GuardApp, requests: number): Promise<
 }
 
 /**
- * G1 in instructions per request: the difference between a run of `large` requests and one of
- * `small`, divided by the difference in requests, so that start-up and warm-up cancel out. Both
- * apps run side by side (callgrind's counts do not depend on load); undefined without valgrind.
+ * Runs `tasks`, at most one per core at a time: more would slow each down, and the work Node does
+ * on wall-clock timers (the Date header's cache, connection checks) would then vary with that.
  */
-async function instructionsPerRequest(small: number, large: number, repeats: number, log: (line: string) => void): Promise<GuardFigures['jsonInstructions']> {
+async function onePerCore<T>(tasks: Array<() => Promise<T>>): Promise<T[]> {
+  const results: T[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const at = next++;
+      results[at] = await tasks[at]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(os.availableParallelism(), tasks.length) }, worker));
+  return results;
+}
+
+/**
+ * Instructions per unit of work (a request, an event) of each app: the difference between a run of
+ * `large` units and one of `small`, divided by the difference, so that start-up and warm-up cancel
+ * out. Undefined without valgrind.
+ */
+async function instructionsPer<Name extends GuardApp>(
+  what: string,
+  names: readonly Name[],
+  sizes: { small: number; large: number; repeats: number },
+  load: (port: number, units: number) => Promise<unknown>,
+  log: (line: string) => void,
+): Promise<Record<Name, number[]> | undefined> {
   if (spawnSync('valgrind', ['--version']).status !== 0) {
-    log('G1 instructions: skipped, valgrind is not installed (apt-get install valgrind)');
+    log(`${what} skipped: valgrind is not installed (apt-get install valgrind)`);
     return undefined;
   }
-  const figures = { json: [] as number[], 'json + guard()': [] as number[], 'json + no-op middleware': [] as number[] };
+  const { small, large, repeats } = sizes;
+  const figures = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<Name, number[]>;
   for (let repeat = 0; repeat < repeats; repeat++) {
-    await Promise.all(
-      (['json', 'json + guard()', 'json + no-op middleware'] as const).map(async (name) => {
-        const [few, many] = await Promise.all([instructionsUntilExit(name, small), instructionsUntilExit(name, large)]);
-        const perRequest = (many - few) / (large - small);
-        figures[name].push(perRequest);
-        log(`G1 ${name}: ${(perRequest / 1000).toFixed(1)}k instructions per request`);
-      }),
-    );
+    const counts = await onePerCore(names.flatMap((name) => [small, large].map((units) => () => instructionsUntilExit(name, `${units}`, (port) => load(port, units)))));
+    names.forEach((name, i) => {
+      const perUnit = (counts[2 * i + 1]! - counts[2 * i]!) / (large - small);
+      figures[name].push(perUnit);
+      log(`${what} ${name}: ${(perUnit / 1000).toFixed(2)}k`);
+    });
   }
   return figures;
 }
@@ -233,7 +260,20 @@ export async function benchGuard(quick: boolean, log: (line: string) => void): P
       log(`G2 ${name}: ${(events / cpuSeconds / 1000).toFixed(0)}k events per CPU-second (${(rate / 1000).toFixed(0)}k/s wall clock)`);
     }
   }
-  figures.jsonInstructions = await instructionsPerRequest(quick ? 300 : 1000, quick ? 1300 : 3000, quick ? 1 : 2, log);
+  figures.jsonInstructions = await instructionsPer(
+    'G1 instructions per request,',
+    ['json', 'json + guard()', 'json + no-op middleware'],
+    { small: 300, large: quick ? 1300 : 6300, repeats: quick ? 1 : 2 },
+    sequentialRequests,
+    log,
+  );
+  figures.streamInstructions = await instructionsPer(
+    'G2 instructions per event,',
+    ['stream', 'stream + compression() + guard()'],
+    { small: 20_000, large: quick ? 60_000 : 120_000, repeats: quick ? 1 : 2 },
+    readStream,
+    log,
+  );
   return figures;
 }
 
@@ -250,10 +290,10 @@ export function guardTable(figures: GuardFigures): string {
     ['G1 small JSON route, requests per CPU-second ↑', `${best(j.json).toFixed(0)}/s (spread ${spread(j.json)})`, `${best(j['json + guard()']).toFixed(0)}/s (spread ${spread(j['json + guard()'])})`, `${(best(j['json + guard()']) / best(j.json)).toFixed(3)}×`],
     ['G2 hand-written stream, events per CPU-second ↑', `${(best(s.stream) / 1000).toFixed(0)}k/s, no compression (spread ${spread(s.stream)})`, `${(best(s['stream + compression() + guard()']) / 1000).toFixed(0)}k/s, compression() + guard() (spread ${spread(s['stream + compression() + guard()'])})`, `${(best(s['stream + compression() + guard()']) / best(s.stream)).toFixed(3)}×`],
   ];
+  const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const counts = (values: number[]): string => `${(median(values) / 1000).toFixed(2)}k (${values.map((v) => (v / 1000).toFixed(2)).join(', ')})`;
   const i = figures.jsonInstructions;
   if (i !== undefined) {
-    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-    const counts = (values: number[]): string => `${(median(values) / 1000).toFixed(1)}k (${values.map((v) => (v / 1000).toFixed(1)).join(', ')})`;
     const cost = (values: number[]): string => `${(median(values) / median(i.json)).toFixed(3)}× cost`;
     rows.splice(
       2,
@@ -262,5 +302,8 @@ export function guardTable(figures: GuardFigures): string {
       ['G1 the same, a no-op middleware in guard()’s place (what any middleware costs) ↓', counts(i.json), counts(i['json + no-op middleware']), cost(i['json + no-op middleware'])],
     );
   }
+  const e = figures.streamInstructions;
+  // As a rate: events per instruction, with guard() against without (the target's direction).
+  if (e !== undefined) rows.push(['G2 hand-written stream, instructions per event (callgrind) ↓', `${counts(e.stream)}, no compression`, `${counts(e['stream + compression() + guard()'])}, compression() + guard()`, `${(median(e.stream) / median(e['stream + compression() + guard()'])).toFixed(3)}× rate`]);
   return [['scenario G', 'without guard()', 'with guard()', 'ratio'], ['---', '---', '---', '---'], ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
 }

@@ -23,27 +23,8 @@ type Response = ServerResponse & { flush?: () => void };
 const LF = 0x0a;
 const CR = 0x0d;
 
-/**
- * The line terminators (CRLF, LF or CR, each counted once) that close `chunk`, and whether the
- * chunk is nothing but those; undefined for an empty chunk or one that is neither text nor bytes.
- */
-function closingLineEnds(chunk: unknown): { ends: number; onlyEnds: boolean } | undefined {
-  const text = typeof chunk === 'string' ? chunk : undefined;
-  const bytes = chunk instanceof Uint8Array ? chunk : undefined;
-  const n = text?.length ?? bytes?.length ?? 0;
-  if (n === 0) return undefined;
-  const at = (i: number): number => (text !== undefined ? text.charCodeAt(i) : bytes![i]!);
-  let i = n - 1;
-  let ends = 0;
-  while (i >= 0) {
-    const c = at(i);
-    if (c === LF) i -= i > 0 && at(i - 1) === CR ? 2 : 1;
-    else if (c === CR) i -= 1;
-    else break;
-    ends++;
-  }
-  return { ends, onlyEnds: i < 0 };
-}
+/** The character (or byte) at `i` of a text or byte chunk. */
+const codeAt = (chunk: string | Uint8Array, i: number): number => (typeof chunk === 'string' ? chunk.charCodeAt(i) : chunk[i]!);
 
 const heartbeatFrame = serializeComment();
 
@@ -201,8 +182,8 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    const backedUp = res.writableNeedDrain;
-    const queuedBefore = this.#compressed ? res.writableLength : 0;
+    const backedUp = this.#compressed && res.writableNeedDrain;
+    const queuedBefore = backedUp ? res.writableLength : 0;
     let result: boolean;
     let once: WriteCallback | undefined;
     if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
@@ -218,14 +199,14 @@ export class GuardedStream implements Registered, Beating {
           ? (this.#write as unknown as (chunk: unknown, callback: WriteCallback) => boolean).call(res, chunk, once)
           : this.#write.call(res, chunk, encoding, once);
     }
-    if (this.#compressed) {
+    if (backedUp && this.#socket !== null) {
       // Counted only when the chunk did not reach Node's own queue at once (where writableLength
       // sees it): it sits in the compressor. A producer's own Content-Encoding taken for one must
       // not count every byte twice.
       const bytes = typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
-      if (backedUp && this.#socket !== null && res.writableLength - queuedBefore < bytes) this.#inCompressor += bytes;
-      res.flush?.();
+      if (res.writableLength - queuedBefore < bytes) this.#inCompressor += bytes;
     }
+    if (this.#compressed) res.flush?.();
     if (once !== undefined && this.#wrapped) {
       const settle = (): void => once(res.destroyed ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
       if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
@@ -234,14 +215,23 @@ export class GuardedStream implements Registered, Beating {
     return result;
   };
 
+  // Runs on every write: it allocates nothing.
   #track(chunk: unknown): void {
-    const closing = closingLineEnds(chunk);
-    if (closing === undefined) return;
-    const first = typeof chunk === 'string' ? chunk.charCodeAt(0) : (chunk as Uint8Array)[0];
+    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) return;
+    const n = chunk.length;
+    if (n === 0) return;
+    // The line terminators (CRLF, LF or CR, each counted once) that close the chunk.
+    let i = n - 1;
+    let ends = 0;
+    for (; i >= 0; ends++) {
+      const c = codeAt(chunk, i);
+      if (c === LF) i -= i > 0 && codeAt(chunk, i - 1) === CR ? 2 : 1;
+      else if (c === CR) i -= 1;
+      else break;
+    }
     // A chunk of line ends only adds to those before it, less the LF that completes a CRLF split across writes.
-    this.#lineEnds = closing.onlyEnds ? this.#lineEnds + closing.ends - (this.#lastCR && first === LF ? 1 : 0) : closing.ends;
-    const last = typeof chunk === 'string' ? chunk.charCodeAt(chunk.length - 1) : (chunk as Uint8Array)[(chunk as Uint8Array).length - 1];
-    this.#lastCR = last === CR;
+    this.#lineEnds = i < 0 ? this.#lineEnds + ends - (this.#lastCR && codeAt(chunk, 0) === LF ? 1 : 0) : ends;
+    this.#lastCR = codeAt(chunk, n - 1) === CR;
   }
 
   /** False once the client was cut for letting more than maxBufferedBytes pile up. */
