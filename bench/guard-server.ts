@@ -1,10 +1,9 @@
-// A server process for bench/guard.ts: one Express app, listening on 127.0.0.1; argv[2] names it.
-// It sends its port to the runner over IPC and serves until killed.
+// A server process for bench/guard.ts: one Express app, listening on 127.0.0.1; argv[2] names it,
+// argv[3] is the path of the package to guard it with. It sends its port to the runner over IPC and
+// serves until killed. The runner runs it as plain CommonJS (transpiled), without the TypeScript
+// loader.
 import type { AddressInfo } from 'node:net';
 import type * as SseGuard from '../src/index';
-
-// sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
-const BUILT_PACKAGE = './results/sse-guard/index.js';
 
 export type GuardApp = 'json' | 'json + guard()' | 'json + no-op middleware' | 'stream' | 'stream + compression() + guard()';
 
@@ -12,10 +11,12 @@ const EVENT = `data: ${'x'.repeat(50)}\n\n`;
 
 async function main(): Promise<void> {
   const name = process.argv[2] as GuardApp;
+  // sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
+  const builtPackage = process.argv[3]!;
   const { default: express } = await import('express');
   const app = express();
   if (name === 'stream + compression() + guard()') app.use((await import('compression')).default());
-  if (name.endsWith('guard()')) app.use(((await import(BUILT_PACKAGE)) as typeof SseGuard).guard());
+  if (name.endsWith('guard()')) app.use(((await import(builtPackage)) as typeof SseGuard).guard());
   // What any middleware costs Express, in guard()'s place: the floor for guard()'s own figure.
   if (name === 'json + no-op middleware') app.use((_req, _res, next) => next());
   // A small JSON response: what most routes of an app are.

@@ -21,6 +21,7 @@ import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import ts from 'typescript';
 import type { GuardApp } from './guard-server';
 import type * as SseGuard from '../src/index';
 
@@ -28,6 +29,25 @@ import type * as SseGuard from '../src/index';
 const autocannon = require('autocannon') as (options: { url: string; connections: number; duration: number }) => Promise<{ requests: { total: number }; non2xx: number; errors: number }>;
 
 const EVENT_BYTES = 58; // `data: ` + 50 bytes + LF LF, as guard-server.ts writes
+// sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
+const BUILT_PACKAGE = path.join(__dirname, 'results', 'sse-guard', 'index.js');
+
+/**
+ * guard-server.ts as plain CommonJS, next to the results: the servers run without the TypeScript
+ * loader, whose own work made callgrind's counts of one app differ by 2 % between repeats (plain
+ * CommonJS: under 1 %).
+ */
+function plainServer(): string {
+  const file = path.join(__dirname, 'results', 'guard-server.cjs');
+  if (!transpiled) {
+    const source = fs.readFileSync(path.join(__dirname, 'guard-server.ts'), 'utf8');
+    const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } });
+    fs.writeFileSync(file, outputText);
+    transpiled = true;
+  }
+  return file;
+}
+let transpiled = false;
 
 export interface GuardFigures {
   /** ns per response, best of the repeats. */
@@ -51,7 +71,7 @@ interface Started {
  * waits for its port: rejects if it exits first, and kills it if it has not listened within `startMs`.
  */
 async function startApp(name: GuardApp, startMs: number, under: string[] = [], nodeFlags: string[] = []): Promise<Started> {
-  const [command, ...args] = [...under, process.execPath, ...process.execArgv, ...nodeFlags, path.join(__dirname, 'guard-server.ts'), name];
+  const [command, ...args] = [...under, process.execPath, ...nodeFlags, plainServer(), name, BUILT_PACKAGE];
   const child = spawn(command!, args, {
     cwd: path.join(__dirname, '..'),
     // valgrind's own notices (brk segment, JIT) are not errors of the run.
@@ -90,7 +110,7 @@ async function withApp(name: GuardApp, body: (port: number) => Promise<number>, 
 function perResponse(count: number, repeats: number): GuardFigures['perResponseNs'] {
   // sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const middleware = (require('./results/sse-guard/index.js') as typeof SseGuard).guard();
+  const middleware = (require(BUILT_PACKAGE) as typeof SseGuard).guard();
   const expressResponse = Object.create(http.ServerResponse.prototype) as http.ServerResponse;
   const headers = (res: http.ServerResponse): void => {
     res.setHeader('X-Powered-By', 'Express');
