@@ -31,6 +31,8 @@ const autocannon = require('autocannon') as (options: { url: string; connections
 const EVENT_BYTES = 58; // `data: ` + 50 bytes + LF LF, as guard-server.ts writes
 // sse-guard as users get it: the copy of dist/cjs that run.ts makes at the start of a run.
 const BUILT_PACKAGE = path.join(__dirname, 'results', 'sse-guard', 'index.js');
+// Written once per run, by the first server started.
+let plainServerFile: string | undefined;
 
 /**
  * guard-server.ts as plain CommonJS, next to the results: the servers run without the TypeScript
@@ -38,16 +40,14 @@ const BUILT_PACKAGE = path.join(__dirname, 'results', 'sse-guard', 'index.js');
  * CommonJS: under 1 %).
  */
 function plainServer(): string {
-  const file = path.join(__dirname, 'results', 'guard-server.cjs');
-  if (!transpiled) {
+  if (plainServerFile === undefined) {
     const source = fs.readFileSync(path.join(__dirname, 'guard-server.ts'), 'utf8');
     const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } });
-    fs.writeFileSync(file, outputText);
-    transpiled = true;
+    plainServerFile = path.join(__dirname, 'results', 'guard-server.cjs');
+    fs.writeFileSync(plainServerFile, outputText);
   }
-  return file;
+  return plainServerFile;
 }
-let transpiled = false;
 
 export interface GuardFigures {
   /** ns per response, best of the repeats. */

@@ -8,7 +8,8 @@ export function isEventStreamType(value: unknown): boolean {
   const text = Array.isArray(value) ? value[0] : value;
   if (typeof text !== 'string' || text.length < 17) return false;
   // Most values set on a response are not a type, or another type: out at the first character
-  // (the guard asks of every header value an app sets).
+  // (the guard asks of every header value an app sets). Lower-cased by setting bit 0x20, which
+  // leaves a space as it is and makes a tab (0x09) 0x29.
   const first = text.charCodeAt(0) | 0x20;
-  return (first === 0x74 /* t */ || first === 0x20 /* space */ || first === 0x29 /* tab */) && EVENT_STREAM.test(text);
+  return (first === 0x74 /* t, T */ || first === 0x20 /* space */ || first === 0x29 /* tab */) && EVENT_STREAM.test(text);
 }
