@@ -234,6 +234,7 @@ let consumer: string;
 let packed: string[];
 // Started as soon as the package is installed, so they run side by side.
 let runtime: Promise<Done>;
+let jestRun: Promise<Done>;
 let typecheck: Record<Format | 'mixed', Promise<Done>>;
 
 // Packs a copy, not the working tree: prepack rebuilds dist/, which other suites may be reading.
@@ -260,6 +261,36 @@ async function install(tarball: string): Promise<void> {
   fs.cpSync(target, path.join(modules, 'nested', 'node_modules', manifest.name), { recursive: true });
 }
 
+// A test file of a consumer's own Jest suite. Jest runs each file in a realm of its own (its own
+// global object) within one process, where Node's modules, and their prototypes, are shared.
+const REALM_TEST_JS = `const http = require('node:http');
+const express = require('express');
+const { guard } = require('sse-guard');
+
+test('guard() guards a hand-written stream of this test file', async () => {
+  const app = express();
+  app.use(guard());
+  app.get('/events', (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+    res.end('data: one\\n\\n');
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  try {
+    const headers = await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: server.address().port, path: '/events' }, (res) => {
+        res.resume();
+        resolve(res.headers);
+      }).on('error', reject);
+    });
+    expect(headers['x-accel-buffering']).toBe('no');
+    expect(headers['cache-control']).toBe('no-transform');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+`;
+
 beforeAll(async () => {
   // Real path, so that the paths tsc lists compare with it.
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'sse-guard-package-')));
@@ -275,6 +306,11 @@ beforeAll(async () => {
     fs.writeFileSync(path.join(consumer, `tsconfig.${name}.json`), JSON.stringify(tsconfig(Object.keys(files))));
     return exec(process.execPath, [tsc, '-p', `tsconfig.${name}.json`, '--listFiles', '--pretty', 'false'], consumer);
   };
+  const realms = path.join(consumer, 'realms');
+  fs.mkdirSync(realms);
+  for (const name of ['first', 'second']) fs.writeFileSync(path.join(realms, `${name}.realm.test.js`), REALM_TEST_JS);
+  const jestConfig = { rootDir: realms, testEnvironment: 'node', testMatch: ['**/*.realm.test.js'], transform: {} };
+  jestRun = exec(process.execPath, [path.join(root, 'node_modules', 'jest', 'bin', 'jest.js'), '--runInBand', '--ci', `--config=${JSON.stringify(jestConfig)}`], consumer);
   typecheck = {
     cjs: start('cjs', { 'consumer.cts': CONSUMER_TS }),
     esm: start('esm', { 'consumer.mts': CONSUMER_TS }),
@@ -283,7 +319,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([runtime, typecheck?.esm, typecheck?.cjs, typecheck?.mixed]);
+  await Promise.all([runtime, jestRun, typecheck?.esm, typecheck?.cjs, typecheck?.mixed]);
   if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -418,6 +454,13 @@ describe('both builds in one process', () => {
     });
     expect(mixed.guardedCut).toEqual([true, true]);
   });
+});
+
+describe("a consumer's Jest suite", () => {
+  it('has guard() guard the streams of every test file, in one process (each file a realm of its own)', async () => {
+    const done = await jestRun;
+    expect({ failed: done.failed, output: done.stderr }).toEqual({ failed: false, output: expect.stringMatching(/Tests:\s+2 passed, 2 total/) });
+  }, 120_000);
 });
 
 describe('the packed types', () => {

@@ -1,10 +1,10 @@
 // guard(): every event stream of the app, whoever writes it, gets what sse() gives its own streams.
-// One middleware, which only marks the request; the decision for a response is made when its
+// One middleware, which only marks the response; the decision for a response is made when its
 // Content-Type becomes text/event-stream (see watch.ts), and every other response is left as it was.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, timeoutMarks, urlOf, type TimeoutMarks } from './detect.js';
 import { GuardedStream, type GuardedSettings } from './guarded.js';
-import { markRequest, type GuardMark, type HeaderHooks } from './mark.js';
+import { markResponse, type GuardMark, type HeaderHooks } from './mark.js';
 import { resolveOptions } from './options.js';
 import type { SseMiddleware } from './sse.js';
 import { installWatch } from './watch.js';
@@ -147,10 +147,10 @@ export function guard(options?: GuardOptions): SseMiddleware {
     // A second guard() on the same request (app-wide and on a router) leaves it to the first.
     // A request that asks for an event stream is disarmed at once, so that a producer whose setup is
     // slower than the timeout still gets to answer (the timeout middleware must be mounted first).
-    if (!asksForEventStream(req.headers)) markRequest(req, res, config);
+    if (!asksForEventStream(req.headers)) markResponse(res, config);
     else {
       const entry = new DisarmedOnEntry(config);
-      if (markRequest(req, res, entry)) entry.disarm(req, res);
+      if (markResponse(res, entry)) entry.disarm(req, res);
     }
     next();
   };

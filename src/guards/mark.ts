@@ -1,13 +1,12 @@
-// The mark guard() leaves on each request it sees, which the header watch (watch.ts) reads when a
-// response turns out to be an event stream. It is kept on the request's raw headers array: an object
-// of the request that Express does not give a new prototype, so that marking it costs next to
-// nothing (a property added to the request or the response costs a new hidden class, several µs),
-// and one that lives exactly as long as the request, whatever the framework. Not on `req.headers`:
-// Node 20's fetch rejects a headers object with any symbol key, so `fetch(url, { headers:
-// req.headers })` would throw on every request guard() saw. Non-enumerable, so that nothing that
-// compares or prints the array sees it. Registered, so that every copy of the package reads the
-// others' marks; the version moves with HeaderHooks and with where the mark is kept.
-import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
+// The mark guard() leaves on each response it sees, which the header watch (watch.ts) reads when a
+// response turns out to be an event stream. Kept in a WeakMap, not as a property: Express gives every
+// request and response a prototype of its own app, after which V8 misses its caches on each property
+// read or added there, at a few thousand instructions apiece, which is most of what a middleware
+// costs a small JSON route (measured: a mark on `req.rawHeaders` cost three such misses and a runtime
+// call). A WeakMap touches nothing the app can see (a symbol on `req.headers` made Node 20's fetch
+// throw on it) and lives exactly as long as the response. Shared, so that every copy of the package
+// reads the others' marks; the version moves with HeaderHooks.
+import http, { type IncomingMessage, type OutgoingHttpHeader, type ServerResponse } from 'node:http';
 
 /** What the watch tells the guard of one response that turned out to be an event stream. */
 export interface HeaderHooks {
@@ -26,29 +25,27 @@ export interface GuardMark {
   hooksFor(req: IncomingMessage, res: ServerResponse): HeaderHooks;
 }
 
-const kMark = Symbol.for('sse-guard.mark.v4');
-
-type Marked = { [kMark]?: GuardMark };
-
 /**
- * Marks the request `req` (or, failing that, its response `res`) as seen by `mark`; false, marking
- * nothing, when a guard saw it already (guard() mounted twice).
+ * A WeakMap shared, under `key`, by every copy of the package in the process and by every realm
+ * (each of Jest's test files has a global object of its own): kept on Node's own response
+ * prototype, which all of them share, as they share the wrappers installed there.
  */
-export function markRequest(req: IncomingMessage, res: ServerResponse, mark: GuardMark): boolean {
-  const raw = req.rawHeaders as string[] & Marked;
-  if (raw?.[kMark] !== undefined) return false;
-  try {
-    Object.defineProperty(raw, kMark, { value: mark, configurable: true });
-  } catch {
-    // Raw headers someone froze (or a request made without them): the response carries the mark
-    // then, at the price of a property.
-    if ((res as ServerResponse & Marked)[kMark] !== undefined) return false;
-    Object.defineProperty(res, kMark, { value: mark, configurable: true });
-  }
+export function sharedWeakMap<K extends object, V>(key: symbol): WeakMap<K, V> {
+  const holder = http.ServerResponse.prototype as unknown as { [key: symbol]: WeakMap<K, V> };
+  if (!Object.prototype.hasOwnProperty.call(holder, key)) Object.defineProperty(holder, key, { value: new WeakMap<K, V>() });
+  return holder[key];
+}
+
+const marks = sharedWeakMap<ServerResponse, GuardMark>(Symbol.for('sse-guard.marks.v5'));
+
+/** Marks the response `res` as seen by `mark`; false, marking nothing, when a guard saw it already (guard() mounted twice). */
+export function markResponse(res: ServerResponse, mark: GuardMark): boolean {
+  if (marks.has(res)) return false;
+  marks.set(res, mark);
   return true;
 }
 
-/** The guard that saw the request `res` answers, if any. */
+/** The guard that saw the response `res`, if any. */
 export function markOf(res: ServerResponse): GuardMark | undefined {
-  return (res.req?.rawHeaders as (string[] & Marked) | undefined)?.[kMark] ?? (res as ServerResponse & Marked)[kMark];
+  return marks.get(res);
 }

@@ -9,17 +9,18 @@
 //
 // Cost. Express gives every response a prototype of its own app (Object.setPrototypeOf), after
 // which V8 makes each property added to it cost a new hidden class: several µs, most of a small
-// JSON route's budget. So a response that is not an event stream gets no property at all: the
-// three methods are wrapped once, on the prototypes of Node's two response classes, and the
-// wrappers only look at the Content-Type going by. guard() marks the responses it saw elsewhere
-// (see mark.ts); the wrappers act on a response only once it is marked and its type is
-// text/event-stream, and from then on its own wrappers (own properties, as compression installs
+// JSON route's budget, and so does each read of a property there that V8's caches miss. So a
+// response that is not an event stream gets no property and no property read: the three methods
+// are wrapped once, on the prototypes of Node's two response classes, the wrappers only look at the
+// Content-Type going by, and what is known of a response is kept in WeakMaps. guard() marks the
+// responses it saw (see mark.ts); the wrappers act on a response only once it is marked and its type
+// is text/event-stream, and from then on its own wrappers (own properties, as compression installs
 // its own) rewrite what the producer sets.
 import http, { type OutgoingHttpHeader, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import { isClaimedBySse } from './claim.js';
 import { isEventStreamType } from '../core/media-type.js';
-import { markOf, type HeaderHooks } from './mark.js';
+import { markOf, sharedWeakMap, type HeaderHooks } from './mark.js';
 
 type HeaderValue = OutgoingHttpHeader;
 
@@ -47,8 +48,7 @@ function declaresEventStream(headers: OutgoingHttpHeaders | readonly unknown[]):
 
 // Registered, as the wrappers are shared by every copy of the package in the process: whichever
 // copy installed them serves the responses the others marked. The version moves with HeaderHooks.
-const kWatch = Symbol.for('sse-guard.watch.v4');
-const kInstalled = Symbol.for('sse-guard.watch-installed.v4');
+const kInstalled = Symbol.for('sse-guard.watch-installed.v5');
 
 /** An event stream's watch: the methods its own wrappers call on to, and the guard's hooks. */
 interface Watch {
@@ -58,16 +58,17 @@ interface Watch {
   readonly writeHead: (...args: unknown[]) => unknown;
 }
 
-type Watched = ServerResponse & { [kWatch]?: Watch };
+// The event streams being watched, and their watches.
+const watches = sharedWeakMap<ServerResponse, Watch>(Symbol.for('sse-guard.watches.v5'));
 
 /** Makes `res` an event stream of the guard that marked it, if one did: its own wrappers from now on, then the guard's hook. */
-function noticeEventStream(res: Watched): void {
-  if (res[kWatch] !== undefined || isClaimedBySse(res)) return;
+function noticeEventStream(res: ServerResponse): void {
+  if (watches.has(res) || isClaimedBySse(res)) return;
   const mark = markOf(res);
   if (mark === undefined) return;
   const hooks = mark.hooksFor(res.req, res);
   const appendHeader = typeof res.appendHeader === 'function' ? res.appendHeader : undefined;
-  res[kWatch] = { hooks, setHeader: res.setHeader, appendHeader, writeHead: res.writeHead as Watch['writeHead'] };
+  watches.set(res, { hooks, setHeader: res.setHeader, appendHeader, writeHead: res.writeHead as Watch['writeHead'] });
   res.setHeader = streamSetHeader as ServerResponse['setHeader'];
   if (appendHeader !== undefined) res.appendHeader = streamAppendHeader as ServerResponse['appendHeader'];
   res.writeHead = streamWriteHead as ServerResponse['writeHead'];
@@ -77,8 +78,8 @@ function noticeEventStream(res: Watched): void {
 // An event stream's own methods, in front of every layer mounted before the type was set: every
 // header value goes through the guard's rewrite (which may merge or drop it), and the guard hears
 // when the producer starts its head, before any layer's writeHead hook (a compressor's) runs.
-function streamSetHeader(this: Watched, name: string, value: HeaderValue): Watched {
-  const watch = this[kWatch]!;
+function streamSetHeader(this: ServerResponse, name: string, value: HeaderValue): ServerResponse {
+  const watch = watches.get(this)!;
   if (typeof name === 'string') {
     const rewritten = watch.hooks.rewrite(name.toLowerCase(), value);
     if (rewritten === undefined) return this;
@@ -88,8 +89,8 @@ function streamSetHeader(this: Watched, name: string, value: HeaderValue): Watch
   return this;
 }
 
-function streamAppendHeader(this: Watched, name: string, value: string | readonly string[]): Watched {
-  const watch = this[kWatch]!;
+function streamAppendHeader(this: ServerResponse, name: string, value: string | readonly string[]): ServerResponse {
+  const watch = watches.get(this)!;
   watch.appendHeader!.call(this, name, value);
   if (typeof name !== 'string') return this;
   // Re-applied to the appended whole, through the rewrite.
@@ -101,8 +102,8 @@ function streamAppendHeader(this: Watched, name: string, value: string | readonl
   return this;
 }
 
-function streamWriteHead(this: Watched, ...args: unknown[]): unknown {
-  const watch = this[kWatch]!;
+function streamWriteHead(this: ServerResponse, ...args: unknown[]): unknown {
+  const watch = watches.get(this)!;
   if (!this.headersSent) {
     foldHeadersArgument(this, args);
     watch.hooks.headStarts();
@@ -123,12 +124,12 @@ const headersAt = (args: unknown[]): number => (typeof args[1] === 'string' || a
  * array form (Set-Cookie) keeps all its values. Content-Type first: once it is known, every header
  * after it is rewritten (a hop-by-hop one dropped on HTTP/2), whatever order the producer gave them in.
  */
-function foldHeadersArgument(res: Watched, args: unknown[]): void {
+function foldHeadersArgument(res: ServerResponse, args: unknown[]): void {
   const at = headersAt(args);
   const headers = args[at] as OutgoingHttpHeaders | unknown[] | undefined;
   if (headers === null || typeof headers !== 'object') return;
   // Only for an event stream, or a response of a guard() that this argument makes one.
-  if (res[kWatch] === undefined && !(declaresEventStream(headers) && markOf(res) !== undefined && !isClaimedBySse(res))) return;
+  if (!watches.has(res) && !(declaresEventStream(headers) && markOf(res) !== undefined && !isClaimedBySse(res))) return;
   // One setHeader per name, a repeated one's values gathered (appendHeader is missing on HTTP/2
   // before Node 20.12): as Node does, they replace an earlier value of that name.
   const byName = new Map<string, [string, HeaderValue[]]>();
@@ -144,7 +145,7 @@ function foldHeadersArgument(res: Watched, args: unknown[]): void {
   args.length = typeof args[1] === 'string' ? 2 : 1;
 }
 
-type Method = (this: Watched, ...args: unknown[]) => unknown;
+type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
 type Prototype = Record<string, Method | undefined> & { [kInstalled]?: true };
 
 /** Wraps the three methods of one response class (those it has), once per process. */
@@ -157,7 +158,7 @@ function install(proto: Prototype): void {
   const own = (name: string): Method | undefined => (Object.prototype.hasOwnProperty.call(proto, name) ? proto[name] : undefined);
 
   const ownSetHeader = own('setHeader');
-  proto.setHeader = function setHeader(this: Watched, name: string, value: HeaderValue) {
+  proto.setHeader = function setHeader(this: ServerResponse, name: string, value: HeaderValue) {
     const result = (ownSetHeader ?? parent.setHeader!).call(this, name, value);
     if (isEventStreamType(value) && isContentType(name)) noticeEventStream(this);
     return result;
@@ -165,7 +166,7 @@ function install(proto: Prototype): void {
   // Http2ServerResponse has it from Node 20.12 only.
   if (typeof proto.appendHeader === 'function') {
     const ownAppendHeader = own('appendHeader');
-    proto.appendHeader = function appendHeader(this: Watched, name: string, value: string | readonly string[]) {
+    proto.appendHeader = function appendHeader(this: ServerResponse, name: string, value: string | readonly string[]) {
       const result = (ownAppendHeader ?? parent.appendHeader!).call(this, name, value);
       if (isContentType(name) && isEventStreamType(this.getHeader('content-type'))) noticeEventStream(this);
       return result;
@@ -174,15 +175,15 @@ function install(proto: Prototype): void {
   // The innermost writeHead, whatever wraps it (compression's hook, connect-timeout's): what goes
   // out is final here, and a compressor has decided by now. Both classes have their own.
   const nodeWriteHead = own('writeHead')!;
-  proto.writeHead = function writeHead(this: Watched, statusCode: unknown) {
+  proto.writeHead = function writeHead(this: ServerResponse, statusCode: unknown) {
     // Not a stream, and only the status given (Node's implicit head): what nearly every response takes.
-    if (arguments.length === 1 && this[kWatch] === undefined) return nodeWriteHead.call(this, statusCode);
+    if (arguments.length === 1 && !watches.has(this)) return nodeWriteHead.call(this, statusCode);
     const args = Array.prototype.slice.call(arguments) as unknown[];
     if (!this.headersSent) foldHeadersArgument(this, args);
     const result = nodeWriteHead.apply(this, args);
     // Read again: Node's writeHead sets a headers argument through setHeader once any header was
     // set before, so the type may have been seen inside it.
-    this[kWatch]?.hooks.afterHead();
+    watches.get(this)?.hooks.afterHead();
     return result;
   };
 }
