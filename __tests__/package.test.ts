@@ -309,7 +309,7 @@ beforeAll(async () => {
   const realms = path.join(consumer, 'realms');
   fs.mkdirSync(realms);
   for (const name of ['first', 'second']) fs.writeFileSync(path.join(realms, `${name}.realm.test.js`), REALM_TEST_JS);
-  const jestConfig = { rootDir: realms, testEnvironment: 'node', testMatch: ['**/*.realm.test.js'], transform: {} };
+  const jestConfig = { rootDir: realms, cacheDirectory: path.join(tmp, 'jest-cache'), testEnvironment: 'node', testMatch: ['**/*.realm.test.js'], transform: {} };
   jestRun = exec(process.execPath, [path.join(root, 'node_modules', 'jest', 'bin', 'jest.js'), '--runInBand', '--ci', `--config=${JSON.stringify(jestConfig)}`], consumer);
   typecheck = {
     cjs: start('cjs', { 'consumer.cts': CONSUMER_TS }),

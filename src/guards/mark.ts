@@ -5,7 +5,7 @@
 // costs a small JSON route (measured: a mark on `req.rawHeaders` cost three such misses and a runtime
 // call). A WeakMap touches nothing the app can see (a symbol on `req.headers` made Node 20's fetch
 // throw on it) and lives exactly as long as the response. Shared, so that every copy of the package
-// reads the others' marks; the version moves with HeaderHooks.
+// reads the others' marks; the version moves with GuardMark and HeaderHooks.
 import http, { type IncomingMessage, type OutgoingHttpHeader, type ServerResponse } from 'node:http';
 
 /** What the watch tells the guard of one response that turned out to be an event stream. */
@@ -36,16 +36,22 @@ export function sharedWeakMap<K extends object, V>(key: symbol): WeakMap<K, V> {
   return holder[key];
 }
 
-const marks = sharedWeakMap<ServerResponse, GuardMark>(Symbol.for('sse-guard.marks.v5'));
+// Opened by the first guard(), so that importing the package changes nothing of Node's.
+let marks: WeakMap<ServerResponse, GuardMark> | undefined;
+
+/** Opens the marks every copy of the package shares; before any response is marked or looked up. */
+export function openMarks(): void {
+  marks ??= sharedWeakMap(Symbol.for('sse-guard.marks.v5'));
+}
 
 /** Marks the response `res` as seen by `mark`; false, marking nothing, when a guard saw it already (guard() mounted twice). */
 export function markResponse(res: ServerResponse, mark: GuardMark): boolean {
-  if (marks.has(res)) return false;
-  marks.set(res, mark);
+  if (marks!.has(res)) return false;
+  marks!.set(res, mark);
   return true;
 }
 
 /** The guard that saw the response `res`, if any. */
 export function markOf(res: ServerResponse): GuardMark | undefined {
-  return marks.get(res);
+  return marks!.get(res);
 }

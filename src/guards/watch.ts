@@ -20,7 +20,7 @@ import http, { type OutgoingHttpHeader, type OutgoingHttpHeaders, type ServerRes
 import http2 from 'node:http2';
 import { isClaimedBySse } from './claim.js';
 import { isEventStreamType } from '../core/media-type.js';
-import { markOf, sharedWeakMap, type HeaderHooks } from './mark.js';
+import { markOf, openMarks, sharedWeakMap, type HeaderHooks } from './mark.js';
 
 type HeaderValue = OutgoingHttpHeader;
 
@@ -58,8 +58,8 @@ interface Watch {
   readonly writeHead: (...args: unknown[]) => unknown;
 }
 
-// The event streams being watched, and their watches.
-const watches = sharedWeakMap<ServerResponse, Watch>(Symbol.for('sse-guard.watches.v5'));
+// The event streams being watched, and their watches; opened by installWatch(), before any wrapper reads it.
+let watches: WeakMap<ServerResponse, Watch>;
 
 /** Makes `res` an event stream of the guard that marked it, if one did: its own wrappers from now on, then the guard's hook. */
 function noticeEventStream(res: ServerResponse): void {
@@ -190,6 +190,8 @@ function install(proto: Prototype): void {
 
 /** Wraps setHeader, appendHeader and writeHead of Node's HTTP/1 and HTTP/2 responses (once; idempotent). */
 export function installWatch(): void {
+  openMarks();
+  if (watches === undefined) watches = sharedWeakMap(Symbol.for('sse-guard.watches.v5'));
   install(http.ServerResponse.prototype as unknown as Prototype);
   install(http2.Http2ServerResponse.prototype as unknown as Prototype);
 }
