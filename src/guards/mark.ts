@@ -37,7 +37,7 @@ export function sharedWeakMap<K extends object, V>(key: symbol): WeakMap<K, V> {
 }
 
 // Opened by the first guard(), so that importing the package changes nothing of Node's.
-let marks: WeakMap<ServerResponse, GuardMark> | undefined;
+let marks: WeakMap<ServerResponse, GuardMark>;
 
 /** Opens the marks every copy of the package shares; before any response is marked or looked up. */
 export function openMarks(): void {
@@ -46,12 +46,12 @@ export function openMarks(): void {
 
 /** Marks the response `res` as seen by `mark`; false, marking nothing, when a guard saw it already (guard() mounted twice). */
 export function markResponse(res: ServerResponse, mark: GuardMark): boolean {
-  if (marks!.has(res)) return false;
-  marks!.set(res, mark);
+  if (marks.has(res)) return false;
+  marks.set(res, mark);
   return true;
 }
 
 /** The guard that saw the response `res`, if any. */
 export function markOf(res: ServerResponse): GuardMark | undefined {
-  return marks!.get(res);
+  return marks.get(res);
 }

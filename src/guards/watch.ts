@@ -191,7 +191,7 @@ function install(proto: Prototype): void {
 /** Wraps setHeader, appendHeader and writeHead of Node's HTTP/1 and HTTP/2 responses (once; idempotent). */
 export function installWatch(): void {
   openMarks();
-  if (watches === undefined) watches = sharedWeakMap(Symbol.for('sse-guard.watches.v5'));
+  watches ??= sharedWeakMap(Symbol.for('sse-guard.watches.v5'));
   install(http.ServerResponse.prototype as unknown as Prototype);
   install(http2.Http2ServerResponse.prototype as unknown as Prototype);
 }
