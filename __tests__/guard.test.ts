@@ -250,6 +250,27 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
           res.on('close', () => clearInterval(timer));
         });
         app.get('/head-array', (_req, res) => void res.writeHead(201, ['Content-Type', 'text/plain', 'X-A', '1', 'X-A', '2']).end('made'));
+        // An event stream at first, then an HTML page after all, its head out before its first byte.
+        app.get('/stream-then-html', (_req, res) => {
+          res.setHeader('Cache-Control', 'no-cache');
+          res.type('text/event-stream');
+          res.type('html');
+          res.flushHeaders();
+          let n = 0;
+          const timer = setInterval(() => {
+            res.write(`<p>${'late '.repeat(50)}${n}</p>\n`);
+            if (++n === 3) {
+              clearInterval(timer);
+              res.end();
+            }
+          }, 20);
+          res.on('close', () => clearInterval(timer));
+        });
+        app.get('/stream-then-json-in-head', (_req, res) => {
+          res.setHeader('Content-Type', 'text/event-stream');
+          res.writeHead(500, { 'Content-Type': 'application/json' });
+          setTimeout(() => res.end(JSON.stringify({ error: 'x'.repeat(2000) })), 20);
+        });
         servers.set(stack, await listen(app));
       }
     });
@@ -276,6 +297,8 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
       ['writeHead with a header array', get('/head-array')],
       ['a 404', get('/nowhere')],
       ['a HEAD request', get('/json').replace('GET', 'HEAD')],
+      ['a response whose type was text/event-stream until it changed before the head', get('/stream-then-html')],
+      ['a response whose text/event-stream type writeHead replaced', get('/stream-then-json-in-head')],
     ])('%s', async (_what, request) => {
       const without = await fetchRaw('compression() alone', request);
       expect(without.length).toBeGreaterThan(60);

@@ -8,6 +8,7 @@ import { markResponse, type GuardMark, type HeaderHooks } from './mark.js';
 import { resolveOptions } from './options.js';
 import type { SseMiddleware } from './sse.js';
 import { installWatch } from './watch.js';
+import { isEventStreamType } from '../core/media-type.js';
 import type { SseLogger, SseOptions } from '../core/types.js';
 
 /** guard()'s options: those of sse() that apply to a stream someone else writes, with the same meanings. */
@@ -79,6 +80,12 @@ class ResponseGuard implements HeaderHooks {
   #stream: GuardedStream | undefined;
   // The Content-Encoding the producer set, as last seen before any layer's writeHead hook ran.
   #producerEncoding: string | undefined;
+  // What the guard put in the head, taken out again if the type changes before the head goes out:
+  // the producer's own Cache-Control (undefined: none), and whether X-Accel-Buffering is the guard's.
+  #givenCacheControl: OutgoingHttpHeader | undefined;
+  #ownAccel = false;
+  // The type is no longer text/event-stream: the response is left to its producer, as if unguarded.
+  #released = false;
 
   constructor(
     readonly req: IncomingMessage,
@@ -94,30 +101,42 @@ class ResponseGuard implements HeaderHooks {
     if (config.bypass) {
       const cacheControl = res.getHeader('cache-control');
       res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
+      // After: setHeader goes through rewrite() now, which takes any value as the producer's.
+      this.#givenCacheControl = cacheControl;
     }
     // Now rather than as the head goes out: a layer may write the head with a writeHead of Node's
     // it saved before guard() wrapped it. A producer's own X-Accel-Buffering set later replaces it.
-    if (!res.hasHeader('x-accel-buffering')) res.setHeader('X-Accel-Buffering', 'no');
+    if (!res.hasHeader('x-accel-buffering')) {
+      res.setHeader('X-Accel-Buffering', 'no');
+      this.#ownAccel = true;
+    }
     if (req.httpVersionMajor === 2) for (const name of HOP_BY_HOP) res.removeHeader(name);
     disarmTimeouts(req, res, config.logger, this.disarmedOnEntry);
     this.#producerEncoding = contentEncoding(res);
   }
 
   headStarts(): void {
-    this.#producerEncoding = contentEncoding(this.res);
+    if (!isEventStreamType(this.res.getHeader('content-type'))) this.#release();
+    else this.#producerEncoding = contentEncoding(this.res);
   }
 
   rewrite(name: string, value: OutgoingHttpHeader): OutgoingHttpHeader | undefined {
     if (this.req.httpVersionMajor === 2 && HOP_BY_HOP.has(name)) return undefined;
-    if (this.config.bypass && name === 'cache-control') return withNoTransform(value);
+    if (this.#released) return value;
+    if (name === 'x-accel-buffering') this.#ownAccel = false;
+    if (this.config.bypass && name === 'cache-control') {
+      this.#givenCacheControl = value;
+      return withNoTransform(value);
+    }
     return value;
   }
 
   afterHead(): void {
     const stream = this.#stream;
     if (stream === undefined) return;
-    this.#stream = undefined;
     const { req, res, config } = this;
+    if (!isEventStreamType(res.getHeader('content-type'))) return this.#release();
+    this.#stream = undefined;
     const encoding = contentEncoding(res);
     // A compressor that engaged sets Content-Encoding inside its writeHead hook; one the producer set
     // itself is not a compressor. `none` never is: graphql-sse and the AI SDK's docs set it, and when
@@ -129,6 +148,25 @@ class ResponseGuard implements HeaderHooks {
       else config.logger?.('compression-bypassed', { url: urlOf(req) });
     }
     stream.start(compressed);
+  }
+
+  /**
+   * The type changed again before the head went out (an error page after all, say): the response is
+   * not an event stream. What the guard added to the head is taken out while the head can still
+   * change, and its writes are no longer watched; its timeouts stay disarmed.
+   */
+  #release(): void {
+    this.#stream?.release();
+    this.#stream = undefined;
+    if (this.#released) return;
+    this.#released = true;
+    const res = this.res;
+    if (res.headersSent) return;
+    if (this.#ownAccel && res.getHeader('x-accel-buffering') === 'no') res.removeHeader('x-accel-buffering');
+    if (this.config.bypass && res.hasHeader('cache-control')) {
+      if (this.#givenCacheControl === undefined) res.removeHeader('cache-control');
+      else res.setHeader('Cache-Control', this.#givenCacheControl);
+    }
   }
 }
 

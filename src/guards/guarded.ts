@@ -75,6 +75,8 @@ export class GuardedStream implements Registered, Beating {
   #wroteBody = false;
   #stripBom = false;
   #connect: NodeJS.Immediate | undefined;
+  // Set when the response turned out not to be an event stream before its head: its writes go by as they are.
+  #released = false;
 
   constructor(req: IncomingMessage, res: ServerResponse, settings: GuardedSettings) {
     this.#req = req;
@@ -118,6 +120,11 @@ export class GuardedStream implements Registered, Beating {
     this.#connect = setImmediate(this.#writeConnectLine);
   }
 
+  /** The response is not an event stream after all (its type changed before the head): from now on its writes and end pass untouched. */
+  release(): void {
+    this.#released = true;
+  }
+
   get bufferedBytes(): number {
     return this.#closed ? 0 : this.#res.writableLength + this.#inCompressor;
   }
@@ -149,7 +156,7 @@ export class GuardedStream implements Registered, Beating {
   // emit 'error' (write after end) on a response nobody listens to for errors, crashing the process.
   readonly #watchedEnd = (...args: unknown[]): ServerResponse => {
     const res = this.#res;
-    if (!this.#endedByGuard) return this.#end.apply(res, args);
+    if (!this.#endedByGuard || this.#released) return this.#end.apply(res, args);
     const callback = args.find((arg): arg is WriteCallback => typeof arg === 'function');
     if (callback !== undefined) process.nextTick(callback, endedByGuard());
     return res;
@@ -157,6 +164,7 @@ export class GuardedStream implements Registered, Beating {
 
   readonly #watchedWrite = (chunk: unknown, encodingOrCallback?: BufferEncoding | WriteCallback, maybeCallback?: WriteCallback): boolean => {
     const res = this.#res;
+    if (this.#released) return (this.#write as (...args: unknown[]) => boolean).call(res, chunk, encodingOrCallback, maybeCallback);
     const callback = typeof encodingOrCallback === 'function' ? encodingOrCallback : maybeCallback;
     const encoding = typeof encodingOrCallback === 'function' ? undefined : encodingOrCallback;
     if (this.#endedByGuard) {
