@@ -15,7 +15,10 @@ describe("a 'close' listener that throws", () => {
   });
   afterEach(() => warn.mockRestore());
 
-  it('does not escape from close(); the listeners after it run, and a warning names it', async () => {
+  it.each([
+    ['an Error', () => new Error('listener bug'), /'close' listener threw \(Error: listener bug\)/],
+    ['a value String() cannot convert (an object without a prototype)', () => Object.create(null) as unknown, /'close' listener threw \(\[object Object\]\)/],
+  ])('throwing %s does not escape from close(); the listeners after it run, and a warning names it', async (_what, thrown, warning) => {
     let stream: SseStream | undefined;
     const app = express();
     app.get('/events', sse({ heartbeat: false }), (_req, res) => {
@@ -27,12 +30,12 @@ describe("a 'close' listener that throws", () => {
       await waitFor('the stream', () => stream !== undefined);
       const heard: string[] = [];
       stream!.on('close', () => {
-        throw new Error('listener bug');
+        throw thrown();
       });
       stream!.on('close', (reason) => heard.push(reason));
       expect(() => stream!.close()).not.toThrow();
       expect(heard).toEqual(['server']);
-      expect(warn).toHaveBeenCalledWith(expect.stringMatching(/'close' listener threw \(Error: listener bug\)/), { code: 'SSE_GUARD_LISTENER_FAILED' });
+      expect(warn).toHaveBeenCalledWith(expect.stringMatching(warning), { code: 'SSE_GUARD_LISTENER_FAILED' });
       expect((await reading).ended).toBe(true);
     } finally {
       await srv.close();

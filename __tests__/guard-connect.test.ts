@@ -2,8 +2,10 @@
 // the head is out, so that proxies holding the head until the first body byte let it go (the proxy
 // suites show that through nginx over HTTP/2 and Caddy with encode); a producer that writes at once
 // is left byte for byte as it was.
+import compression from 'compression';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import zlib from 'node:zlib';
 import express from 'express';
 import { createParser } from 'eventsource-parser';
 import { guard } from '../src/index';
@@ -57,6 +59,12 @@ describe("guard()'s connect line", () => {
       app.get(`${prefix}/at-once`, ...middleware, producer(undefined, 'data: one\n\n'));
       app.get(`${prefix}/bom`, ...middleware, producer(300, '\uFEFFdata: one\n\n'));
       app.get(`${prefix}/refused`, ...middleware, producer(300, 'data: one\n\n', 401));
+      app.get(`${prefix}/bom-end`, ...middleware, (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.flushHeaders();
+        const timer = setTimeout(() => res.end('\uFEFFdata: one\n\n'), 300);
+        res.on('close', () => clearTimeout(timer));
+      });
     }
     srv = await listen(app);
   });
@@ -82,7 +90,120 @@ describe("guard()'s connect line", () => {
     expect(dataOf(':\n\uFEFFdata: one\n\n')).toEqual([]);
   });
 
+  it("drops a byte order mark opening a first body that comes in end()", async () => {
+    expect(dataOf(await body(`${srv.url}/plain/bom-end`))).toEqual(['one']);
+    expect(await body(`${srv.url}/guarded/bom-end`)).toBe(':\ndata: one\n\n');
+  });
+
   it('is not written on a response that is not 2xx', async () => {
     expect(await body(`${srv.url}/guarded/refused`)).toBe('data: one\n\n');
+  });
+});
+
+// The connect line and the heartbeats join a body only where they cannot spoil it. Each producer
+// waits (longer than the heartbeat period) before its body, so both would be written if allowed.
+describe('guard() writes nothing of its own into', () => {
+  let srv: TestServer;
+  const wait = (res: ServerResponse, ms: number, then: () => void): void => {
+    const timer = setTimeout(then, ms);
+    res.on('close', () => clearTimeout(timer));
+  };
+  const twoEvents = 'data: a\n\ndata: b\n\n';
+
+  beforeAll(async () => {
+    const app = express();
+    for (const [prefix, middleware, flushing, compressing] of [
+      ['/plain', [], [], [compression()]],
+      ['/guarded', [guard({ heartbeat: 10 })], [guard({ heartbeat: 10, compression: 'flush' })], [compression(), guard({ heartbeat: 10 })]],
+    ] as const) {
+      // A finite answer relayed with its length: one byte more would cut its last event.
+      app.get(`${prefix}/length`, ...middleware, (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Content-Length': Buffer.byteLength(twoEvents) });
+        res.flushHeaders();
+        wait(res, 60, () => {
+          res.write('data: a\n\n');
+          wait(res, 60, () => res.end('data: b\n\n'));
+        });
+      });
+      // A relayed upstream that gzips its own stream: its head given to writeHead, or set one header
+      // at a time (as http-proxy does) behind the app's compression().
+      const ownGzip = (oneByOne: boolean): express.RequestHandler => (_req, res) => {
+        if (oneByOne) {
+          res.setHeader('Content-Type', 'text/event-stream');
+          res.setHeader('Content-Encoding', 'gzip');
+          res.writeHead(200);
+        } else res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Content-Encoding': 'gzip' });
+        res.flushHeaders();
+        const gzip = zlib.createGzip();
+        gzip.on('data', (chunk: Buffer) => res.write(chunk));
+        gzip.on('end', () => res.end());
+        wait(res, 60, () => {
+          gzip.write('data: a\n\n');
+          gzip.flush();
+          wait(res, 60, () => gzip.end('data: b\n\n'));
+        });
+      };
+      app.get(`${prefix}/own-gzip`, ...middleware, ownGzip(false));
+      app.get(`${prefix}/own-gzip-behind-compression`, ...compressing, ownGzip(true));
+      // A compressor on the route, mounted after the type was set: guard() writes below it, and with
+      // compression: 'flush' (which leaves compressors on) it engages.
+      const setType: express.RequestHandler = (_req, res, next) => {
+        res.setHeader('Content-Type', 'text/event-stream');
+        next();
+      };
+      app.get(`${prefix}/route-compressor`, ...flushing, setType, compression(), (_req, res) => {
+        res.write('data: a\n\n');
+        wait(res, 60, () => res.end('data: b\n\n'));
+      });
+      // 205 Reset Content allows no body, and Node does not drop one as it does for 204.
+      app.get(`${prefix}/205`, ...middleware, (_req, res) => {
+        res.writeHead(205, { 'Content-Type': 'text/event-stream' });
+        res.flushHeaders();
+        wait(res, 60, () => res.end());
+      });
+      app.get(`${prefix}/json`, (_req, res) => void res.json({ ok: true }));
+    }
+    srv = await listen(app);
+  });
+  afterAll(() => srv.close());
+
+  /** The body of `path` (decoded when gzipped), then the body of a JSON request on the same connection. */
+  async function twice(path: string): Promise<[string, string]> {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (target: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        http
+          .get(`${srv.url}${target}`, { agent, headers: { 'accept-encoding': 'gzip' } }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () => {
+              const raw = Buffer.concat(chunks);
+              try {
+                resolve(res.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(raw).toString() : raw.toString());
+              } catch (error) {
+                resolve(`not gzip: ${JSON.stringify(raw.subarray(0, 4).toString('latin1'))} (${String(error)})`);
+              }
+            });
+            res.on('error', reject);
+          })
+          .on('error', (error) => resolve(`failed: ${String(error)}`));
+      });
+    try {
+      return [await get(path), await get(path.replace(/\/[^/]+$/, '/json'))];
+    } finally {
+      agent.destroy();
+    }
+  }
+
+  it.each([
+    ['a body framed by the Content-Length the producer set, nor the next response on its connection', '/length', twoEvents],
+    ["a body the producer encoded itself (a relayed gzip upstream)", '/own-gzip', twoEvents],
+    ["a body the producer encoded itself, its headers set one by one behind compression()", '/own-gzip-behind-compression', twoEvents],
+    ["a body gzipped by a compressor mounted on the route after the type was set, with compression: 'flush'", '/route-compressor', twoEvents],
+    ['a 205 Reset Content', '/205', ''],
+  ])('%s', async (_what, path, expected) => {
+    const plain = await twice(`/plain${path}`);
+    expect(plain).toEqual([expected, '{"ok":true}']);
+    expect(await twice(`/guarded${path}`)).toEqual(plain);
   });
 });

@@ -210,9 +210,61 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
   });
 });
 
+describe.each(expressVersions)('what a write callback is told behind compression() (%s)', (_name, express) => {
+  let srv: TestServer;
+  const told = new Map<string, Array<string | null>>();
+  // Each callback's verdict: null for "sent", the error's message otherwise.
+  const tell = (key: string) => (error?: Error | null) => told.set(key, [...(told.get(key) ?? []), error ? error.message : null]);
+
+  beforeAll(async () => {
+    const app = express();
+    for (const [prefix, layers] of [
+      ['/compression-first', [compression(), guard({ heartbeat: false })]],
+      ['/guard-first', [guard({ heartbeat: false }), compression()]],
+      ['/flushing', [compression(), guard({ heartbeat: false, compression: 'flush' })]],
+    ] as const) {
+      const router = express.Router();
+      router.use(...layers);
+      // Its last event's callback in third place, then end(): the event reaches the client.
+      router.get('/last', (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write('data: last\n\n', 'utf8', tell(`${prefix}/last`));
+        res.end();
+      });
+      // A write after end(), which compression drops: never sent.
+      router.get('/after-end', (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.end('data: x\n\n');
+        res.write('data: late\n\n', 'utf8', tell(`${prefix}/after-end`));
+      });
+      app.use(prefix, router);
+    }
+    srv = await listen(app);
+  });
+  afterAll(() => srv.close());
+
+  it.each(['/compression-first', '/guard-first', '/flushing'])('%s: that an event written before end() was sent, once the response finished', async (prefix) => {
+    const result = await collect(`${srv.url}${prefix}/last`, { timeout: 2000, headers: { 'accept-encoding': 'gzip' } });
+    expect(result.events.map((e) => e.data)).toEqual(['last']);
+    await waitFor('the callback', () => told.has(`${prefix}/last`));
+    await sleep(50);
+    expect(told.get(`${prefix}/last`)).toEqual([null]);
+  });
+
+  it('that a write after end() through an engaged compressor was not sent (compression drops it)', async () => {
+    const result = await collect(`${srv.url}/flushing/after-end`, { timeout: 2000, headers: { 'accept-encoding': 'gzip' } });
+    expect(result.headers['content-encoding']).toBe('gzip');
+    expect(result.events.map((e) => e.data)).toEqual(['x']);
+    await waitFor('the callback', () => told.has('/flushing/after-end'));
+    await sleep(50);
+    expect(told.get('/flushing/after-end')).toEqual([expect.stringMatching(/not sent|closed before/)]);
+  });
+});
+
 describe('shutdown() over guarded streams', () => {
   let srv: TestServer;
   const late: Array<Error | null | undefined> = [];
+  const told: string[] = [];
 
   beforeAll(async () => {
     const { default: express } = await import('express');
@@ -225,6 +277,17 @@ describe('shutdown() over guarded streams', () => {
       res.write('data: a\n\n');
       timers.push(setInterval(() => res.write('data: more\n\n', (error) => late.push(error)), 50));
     });
+    // Behind compression() (which drops write callbacks, so the guard calls them): a large event
+    // backs the socket up, and the callbacks wait for it to drain.
+    const compressed = express.Router();
+    compressed.use(compression());
+    compressed.get('/callbacks', (_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.write(`data: ${'x'.repeat(64 * 1024)}\n\n`, 'utf8', (error) => told.push(error ? 'error' : 'sent'));
+      res.write('data: last\n\n', 'utf8', (error) => told.push(error ? 'error' : 'sent'));
+      res.end();
+    });
+    app.use('/compressed', compressed);
     // A whole short answer in one tick, its head written first.
     app.get('/whole', (_req, res) => {
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
@@ -264,6 +327,15 @@ describe('shutdown() over guarded streams', () => {
     // The producer's first write carried the head out; nothing after it.
     expect(result.events.map((e) => e.data)).toEqual(['a']);
     expect(stats().open).toBe(0);
+  });
+
+  it('calls every write callback of a stream whose head goes out after shutdown(), behind compression()', async () => {
+    await shutdown({ graceMs: 1000 }); // called above already: the same drain, settled
+    const result = await collect(`${srv.url}/compressed/callbacks`, { timeout: 3000, headers: { 'accept-encoding': 'gzip' } });
+    expect(result.ended).toBe(true);
+    // Left waiting for a drain nobody listened for, they were never called.
+    await waitFor('both callbacks', () => told.length === 2, 2000);
+    expect(told).toHaveLength(2);
   });
 
   it('lets a whole answer written in one tick after shutdown() go out complete', async () => {

@@ -341,11 +341,17 @@ describe('guard() options', () => {
     ['a negative maxBufferedBytes', { maxBufferedBytes: -1 }],
     ['a logger that is not a function', { logger: 'console' }],
     ['options that are not an object', null],
+    ['a compression policy that String() cannot convert (an object without a prototype)', { compression: Object.create(null) }],
+    ['a maxBufferedBytes that String() cannot convert (an object without a prototype)', { maxBufferedBytes: Object.create(null) }],
   ])('rejects %s at startup with ERR_SSE_INVALID_OPTION', (_what, options) => {
     expect(() => guard(options as GuardOptions)).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_OPTION' }));
   });
 
   it('accepts maxBufferedBytes 0 (cut as soon as anything piles up) and heartbeat false', () => {
     expect(typeof guard({ maxBufferedBytes: 0, heartbeat: false })).toBe('function');
+  });
+
+  it("ignores sse()'s own options, as sse() ignores what it does not know: a padding above maxBufferedBytes is no error here", () => {
+    expect(typeof guard({ maxBufferedBytes: 5, padding: 10, probe: 'yes' } as GuardOptions)).toBe('function');
   });
 });

@@ -185,6 +185,28 @@ describe('item 7: a logger that throws', () => {
     expect(reasons).toEqual(['error']);
   });
 
+  it.each(['throws', 'rejects'])('a logger that %s a value String() cannot convert (an object without a prototype) is reported once too, and changes nothing', async (how) => {
+    const warnings = watchWarnings();
+    const reasons: CloseReason[] = [];
+    const logger = (how === 'throws'
+      ? () => {
+          throw Object.create(null);
+        }
+      : () => Promise.reject(Object.create(null))) as unknown as SseLogger;
+    const route = sse(
+      (stream) => {
+        stream.on('close', (reason) => reasons.push(reason));
+        throw new Error('handler broke');
+      },
+      { logger, heartbeat: false },
+    );
+    const srv = await served((req, res) => route(req, res, () => {}));
+    await collect(`${srv.url}/`, { timeout: 3000 });
+    await waitFor('the warning', () => warnings.length > 0);
+    expect(warnings[0]).toMatch(/logger failed while reporting 'handler-error' \(\[object Object\]\)/);
+    expect(reasons).toEqual(['error']);
+  });
+
   it('the heartbeat’s slow-consumer log that throws drops the client and leaves the process up', async () => {
     const warnings = watchWarnings();
     let reason: CloseReason | undefined;

@@ -2,6 +2,7 @@
 // does, nor crash the process from a timer or a socket callback.
 import { isThenable } from './thenable.js';
 import type { SseLogger } from './types.js';
+import { describe } from './describe.js';
 
 // Each failing logger is reported once: a logger that throws on every call would otherwise print a
 // warning per event.
@@ -11,7 +12,7 @@ function report(logger: SseLogger, reason: string, error: unknown): void {
   if (reported.has(logger)) return;
   reported.add(logger);
   process.emitWarning(
-    `sse-guard: the logger failed while reporting '${reason}' (${String(error)}); the guard went on as if it had returned, and ignores further failures of this logger. Catch inside your logger.`,
+    `sse-guard: the logger failed while reporting '${reason}' (${describe(error)}); the guard went on as if it had returned, and ignores further failures of this logger. Catch inside your logger.`,
     { code: 'SSE_GUARD_LOGGER_FAILED' },
   );
 }

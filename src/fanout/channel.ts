@@ -6,6 +6,7 @@ import { serializeBody, serializeEvent, serializeId } from '../stream/serialize.
 import { checkBuffered, closeWith, sharedFrame, writeFrame, type SharedFrame, type SseStream } from '../stream/stream.js';
 import { isThenable } from '../core/thenable.js';
 import type { AnyEvents, EventMap, EventOf, SseEvent } from '../core/types.js';
+import { describe } from '../core/describe.js';
 
 export interface ChannelOptions {
   /** Events kept for Last-Event-ID replay. Default `0`. */
@@ -67,7 +68,7 @@ export class Channel<M extends EventMap = AnyEvents> {
   constructor(options: ChannelOptions = {}) {
     const history = options.history ?? 0;
     if (!Number.isSafeInteger(history) || history < 0) {
-      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `history must be a non-negative integer, got ${String(history)}.`);
+      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `history must be a non-negative integer, got ${describe(history)}.`);
     }
     const resync = options.resyncEvent ?? 'resync';
     // Validated once here, so that a bad name fails at startup rather than on a reconnect.
@@ -75,7 +76,7 @@ export class Channel<M extends EventMap = AnyEvents> {
     this.#resyncEvent = resync;
     const joinTimeout = options.joinTimeout ?? 10000;
     if (!Number.isSafeInteger(joinTimeout) || joinTimeout < 1 || joinTimeout > MAX_TIMER_MS) {
-      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `joinTimeout must be an integer number of ms from 1 to ${MAX_TIMER_MS}, got ${String(joinTimeout)}.`);
+      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `joinTimeout must be an integer number of ms from 1 to ${MAX_TIMER_MS}, got ${describe(joinTimeout)}.`);
     }
     this.#joinTimeout = joinTimeout;
     this.#adapter = options.adapter ?? memoryAdapter();

@@ -147,7 +147,9 @@ class ResponseGuard implements HeaderHooks {
       if (compressed) config.logger?.('compression-flushed', { url: urlOf(req), encoding, requested: config.compression });
       else config.logger?.('compression-bypassed', { url: urlOf(req) });
     }
-    stream.start(compressed);
+    // Any other encoding was applied where the guard's writes cannot reach: the producer's own
+    // (a relayed gzip upstream), or a compressor mounted on the route after the type was set.
+    stream.start(compressed, !compressed && encoding !== undefined && encoding !== 'none');
   }
 
   /**
@@ -175,9 +177,11 @@ class ResponseGuard implements HeaderHooks {
  * before the routes (before or after compression(), after any request-timeout middleware).
  */
 export function guard(options?: GuardOptions): SseMiddleware {
-  // Validated as sse()'s are; highWaterMark has no meaning here (guard() never paces the producer).
+  // Its own options validated as sse()'s are, the others (sse()'s alone) ignored, as sse() ignores
+  // what it does not know; highWaterMark has no meaning here (guard() never paces the producer).
   if (options !== undefined && (options === null || typeof options !== 'object')) resolveOptions(options);
-  const { compression, heartbeat, maxBufferedBytes, logger } = resolveOptions({ ...options, highWaterMark: 0 });
+  const own: GuardOptions = { compression: options?.compression, heartbeat: options?.heartbeat, maxBufferedBytes: options?.maxBufferedBytes, logger: options?.logger };
+  const { compression, heartbeat, maxBufferedBytes, logger } = resolveOptions({ ...own, highWaterMark: 0 });
   const config = new GuardConfig(compression === 'bypass', compression, logger, { heartbeat, maxBufferedBytes, logger });
   installWatch();
 

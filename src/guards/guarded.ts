@@ -69,12 +69,17 @@ export class GuardedStream implements Registered, Beating {
   #waiting: Array<() => void> = [];
   // Set when shutdown() or the slow-consumer rule ended the response: later writes are refused.
   #endedByGuard = false;
+  // Set once the producer called end(): a write after it is not sent, whatever the layer below says.
+  #producerEnded = false;
   // Whether the producer wrote a body byte yet; and, once the connect line went out before its first
   // one, that a byte order mark opening that first write must go (EventSource strips one only at the
   // very start of the stream; after the line it would join the first field's name).
   #wroteBody = false;
   #stripBom = false;
   #connect: NodeJS.Immediate | undefined;
+  // Whether the guard's own comment lines (the connect line, heartbeats) may join this body: not
+  // where they would break its framing or its encoding, or where its status allows no body.
+  #comments = false;
   // Set when the response turned out not to be an event stream before its head: its writes go by as they are.
   #released = false;
 
@@ -90,13 +95,27 @@ export class GuardedStream implements Registered, Beating {
     res.end = this.#watchedEnd as ServerResponse['end'];
   }
 
-  /** Called once the head is out: joins stats(), shutdown() and the heartbeat, and learns whether a compressor engaged. */
-  start(compressed: boolean): void {
+  /**
+   * Called once the head is out: joins stats(), shutdown() and the heartbeat, and learns whether a
+   * compressor engaged below the guard's writes, or the body is encoded where the guard cannot write
+   * into it (the producer's own gzip, say, or a compressor mounted on the route after the type was set).
+   */
+  start(compressed: boolean, encodedElsewhere: boolean): void {
     this.#compressed = compressed;
     const res = this.#res;
+    const status = res.statusCode;
+    // A Content-Length counts the producer's bytes only (one more would cut its last event and
+    // garble the next response on the socket); 204 and 205 allow no body (Node drops 204's itself).
+    this.#comments = !encodedElsewhere && !res.hasHeader('content-length') && status >= 200 && status <= 299 && status !== 204 && status !== 205;
     // Gone before its head: its 'close' came already. An HTTP/2 compat response has no `destroyed`
     // of its own, its stream does.
-    if (res.destroyed || (this.#req.httpVersionMajor === 2 && (res as { stream?: { destroyed?: boolean } }).stream?.destroyed === true)) return;
+    if (res.destroyed || (this.#req.httpVersionMajor === 2 && (res as { stream?: { destroyed?: boolean } }).stream?.destroyed === true)) {
+      this.#onClose();
+      return;
+    }
+    // From here on, a write callback waiting for the socket to drain is settled when the response closes, whatever comes next.
+    res.on('close', this.#onClose);
+    this.#socket?.on('drain', this.#onDrain);
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
     // out inside the producer's first write, which Node finishes after this returns, and what the
@@ -109,9 +128,8 @@ export class GuardedStream implements Registered, Beating {
       });
       return;
     }
-    res.on('close', this.#onClose);
-    this.#socket?.on('drain', this.#onDrain);
     open.add(this);
+    if (!this.#comments) return;
     if (this.#settings.heartbeat !== false) startHeartbeat(this.#settings.heartbeat, this);
     // Some proxies hold the head until the first body byte (nginx over HTTP/2, Caddy with encode):
     // a producer that sends its head and then waits (for a model's first token, say) would have the
@@ -152,11 +170,20 @@ export class GuardedStream implements Registered, Beating {
     return this.#lineEnds >= 2;
   }
 
-  // A producer's own end() after shutdown() or the slow-consumer rule ended the response: Node would
-  // emit 'error' (write after end) on a response nobody listens to for errors, crashing the process.
+  // The producer's end(), which may carry its first body (a BOM there goes as in a write). After
+  // shutdown() or the slow-consumer rule ended the response, Node would emit 'error' (write after
+  // end) on a response nobody listens to for errors, crashing the process: refused here instead.
   readonly #watchedEnd = (...args: unknown[]): ServerResponse => {
     const res = this.#res;
-    if (!this.#endedByGuard || this.#released) return this.#end.apply(res, args);
+    if (this.#released) return this.#end.apply(res, args);
+    this.#producerEnded = true;
+    if (!this.#endedByGuard) {
+      if (this.#stripBom && length(args[0]) > 0) {
+        this.#stripBom = false;
+        args[0] = withoutBom(args[0]);
+      }
+      return this.#end.apply(res, args);
+    }
     const callback = args.find((arg): arg is WriteCallback => typeof arg === 'function');
     if (callback !== undefined) process.nextTick(callback, endedByGuard());
     return res;
@@ -190,6 +217,7 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
+    const afterEnd = this.#producerEnded;
     const backedUp = this.#compressed && res.writableNeedDrain;
     const queuedBefore = backedUp ? res.writableLength : 0;
     let result: boolean;
@@ -216,7 +244,10 @@ export class GuardedStream implements Registered, Beating {
     }
     if (this.#compressed) res.flush?.();
     if (once !== undefined && this.#wrapped) {
-      const settle = (): void => once(res.destroyed ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
+      // A response that finished was sent whole (Node marks it destroyed once closed, all the same);
+      // compression drops a write after end() without a word.
+      const settle = (): void =>
+        once(afterEnd || (res.destroyed && !res.writableFinished) ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
       if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
       else setImmediate(settle);
     }
@@ -257,7 +288,7 @@ export class GuardedStream implements Registered, Beating {
   readonly #writeConnectLine = (): void => {
     this.#connect = undefined;
     const res = this.#res;
-    if (this.#wroteBody || this.#closed || this.#endedByGuard || res.writableEnded || res.statusCode < 200 || res.statusCode > 299) return;
+    if (this.#wroteBody || this.#closed || this.#endedByGuard || res.writableEnded) return;
     this.#wroteBody = true;
     this.#stripBom = true;
     this.#write.call(res, heartbeatFrame);

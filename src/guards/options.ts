@@ -4,6 +4,7 @@ import { SseGuardError } from '../core/errors.js';
 import { MAX_TIMER_MS } from '../core/limits.js';
 import { isolateLogger } from '../core/logger.js';
 import type { SseOptions } from '../core/types.js';
+import { describe } from '../core/describe.js';
 
 export type ResolvedOptions = Required<Omit<SseOptions, 'retry' | 'logger'>> & Pick<SseOptions, 'retry' | 'logger'>;
 
@@ -12,7 +13,7 @@ function fail(message: string): never {
 }
 
 function nonNegativeInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(`${name} must be a non-negative integer, got ${String(value)}.`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(`${name} must be a non-negative integer, got ${describe(value)}.`);
   return value;
 }
 
@@ -39,7 +40,7 @@ function checkHeaders(headers: Record<string, unknown>): void {
 }
 
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) fail(`${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${String(value)}.`);
+  if (!allowed.includes(value as T)) fail(`${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${describe(value)}.`);
   return value as T;
 }
 
@@ -61,7 +62,7 @@ export function resolveOptions(options: SseOptions = {}): ResolvedOptions {
   if (headers === null || typeof headers !== 'object') fail('headers must be an object of header names to values.');
   checkHeaders(headers);
   const probe = options.probe ?? false;
-  if (typeof probe !== 'boolean') fail(`probe must be true or false, got ${String(probe)}.`);
+  if (typeof probe !== 'boolean') fail(`probe must be true or false, got ${describe(probe)}.`);
   return {
     compression: oneOf('compression', options.compression ?? 'bypass', ['bypass', 'flush']),
     timeoutHandler: oneOf('timeoutHandler', options.timeoutHandler ?? 'refuse', ['refuse', 'disarm']),

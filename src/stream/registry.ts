@@ -3,6 +3,7 @@ import { serializeEvent, serializeRetry } from './serialize.js';
 import { SseGuardError } from '../core/errors.js';
 import { MAX_TIMER_MS } from '../core/limits.js';
 import type { SseEvent } from '../core/types.js';
+import { describe } from '../core/describe.js';
 
 /** Internal: a stream's part in shutdown(); registered (Symbol.for), as the registry is, so that another copy of the package can call it. */
 export const drainStream = Symbol.for('sse-guard.drain.v2');
@@ -83,7 +84,7 @@ export function shutdown(options: ShutdownOptions = {}): Promise<void> {
   try {
     const { event, retry, graceMs = 5000 } = options;
     if (typeof graceMs !== 'number' || !Number.isSafeInteger(graceMs) || graceMs < 0 || graceMs > MAX_TIMER_MS) {
-      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `graceMs must be an integer number of ms from 0 to ${MAX_TIMER_MS}, got ${String(graceMs)}; above it Node's timer fires at once and cuts every client.`);
+      throw new SseGuardError('ERR_SSE_INVALID_OPTION', `graceMs must be an integer number of ms from 0 to ${MAX_TIMER_MS}, got ${describe(graceMs)}; above it Node's timer fires at once and cuts every client.`);
     }
     // Serialized once, and before anything is closed: an invalid event throws with every stream intact.
     const farewell = (retry === undefined ? '' : serializeRetry(retry)) + (event === undefined ? '' : serializeEvent(event));
@@ -111,7 +112,7 @@ function drainAll(farewell: string, graceMs: number): Promise<void> {
       if (res !== undefined && !res.closed) pending.add(res);
     } catch (error) {
       // One response whose end() throws (a wrapper of someone else's) must not keep the others open.
-      process.emitWarning(`sse-guard: shutdown() could not end a stream (${String(error)}); the other streams were ended.`, {
+      process.emitWarning(`sse-guard: shutdown() could not end a stream (${describe(error)}); the other streams were ended.`, {
         code: 'SSE_GUARD_DRAIN_FAILED',
       });
     }

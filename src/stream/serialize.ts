@@ -2,6 +2,7 @@
 import { SseGuardError } from '../core/errors.js';
 import { MAX_TIMER_MS } from '../core/limits.js';
 import type { SseEvent } from '../core/types.js';
+import { describe } from '../core/describe.js';
 
 const LINE_BREAK = /\r\n|\r|\n/;
 // What an id must not contain to come back unchanged in the Last-Event-ID header: CR or LF would
@@ -31,7 +32,7 @@ function checkText(field: string, value: string): void {
 function checkRetry(retry: unknown): asserts retry is number {
   // The client accepts ASCII digits only (§ 9.2.6): no sign, fraction or exponent.
   if (typeof retry !== 'number' || !Number.isSafeInteger(retry) || retry < 0 || retry > MAX_TIMER_MS) {
-    throw invalid(`retry must be an integer number of ms from 0 to ${MAX_TIMER_MS} (above it clients reconnect at once), got ${String(retry)}.`);
+    throw invalid(`retry must be an integer number of ms from 0 to ${MAX_TIMER_MS} (above it clients reconnect at once), got ${describe(retry)}.`);
   }
 }
 
@@ -89,7 +90,7 @@ export function serializeBody(ev: SseEvent, serialize: (data: unknown) => string
     text = typeof data === 'string' ? data : serialize(data);
   } catch (cause) {
     // BigInt, circular structures, a throwing toJSON: the caller gets the contract's error, with the original as cause.
-    throw new SseGuardError('ERR_SSE_INVALID_FIELD', `serialize() could not encode this data (${String(cause)}); pass data it can encode, or a serialize option that can.`, { cause });
+    throw new SseGuardError('ERR_SSE_INVALID_FIELD', `serialize() could not encode this data (${describe(cause)}); pass data it can encode, or a serialize option that can.`, { cause });
   }
   if (typeof text !== 'string') {
     throw invalid(`serialize() returned ${typeof text} for this data; give data it can encode, or a serialize option that returns a string.`);

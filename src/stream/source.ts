@@ -29,7 +29,7 @@ function quietly(run: () => unknown): void {
   }
 }
 
-function describe(value: unknown): string {
+function kindOf(value: unknown): string {
   if (value === null) return 'null';
   if (isThenable(value)) return 'a promise (await it first)';
   return typeof value === 'string' ? 'a string (it would be sent one character per event; send() it, or pipe [text])' : typeof value;
@@ -61,6 +61,6 @@ export function openSource<T>(source: Source<T>): Pull<T> {
   }
   throw new SseGuardError(
     'ERR_SSE_INVALID_OPTION',
-    `pipe() takes a sync or async iterable (an array, a generator, an object-mode Readable, a ReadableStream, an SDK stream), got ${describe(candidate)}.`,
+    `pipe() takes a sync or async iterable (an array, a generator, an object-mode Readable, a ReadableStream, an SDK stream), got ${kindOf(candidate)}.`,
   );
 }

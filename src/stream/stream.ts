@@ -9,6 +9,7 @@ import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } f
 import { pipe as pipeSource, type PipeItem, type PipeOptions } from './pipe.js';
 import { relay as relayUpstream, type RelayOptions, type Upstream } from './relay.js';
 import type { Source } from './source.js';
+import { describe } from '../core/describe.js';
 
 /** The per-request settings a stream runs with (resolved from SseOptions by sse()). */
 export interface StreamSettings {
@@ -76,7 +77,7 @@ function callListener<S>(stream: S, listener: (this: S, reason: CloseReason) => 
   try {
     listener.call(stream, reason);
   } catch (error) {
-    process.emitWarning(`sse-guard: a 'close' listener threw (${String(error)}); the stream closed all the same. Catch inside your listener.`, {
+    process.emitWarning(`sse-guard: a 'close' listener threw (${describe(error)}); the stream closed all the same. Catch inside your listener.`, {
       code: 'SSE_GUARD_LISTENER_FAILED',
     });
   }

@@ -1,0 +1,12 @@
+/**
+ * Any value as text for a message. A user's code may throw, and a user may pass, what String()
+ * itself throws on (an object without a prototype, or whose toString throws): the message about
+ * it must not become a TypeError of its own.
+ */
+export function describe(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
