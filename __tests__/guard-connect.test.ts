@@ -127,12 +127,13 @@ describe('guard() writes nothing of its own into', () => {
       });
       // A relayed upstream that gzips its own stream: its head given to writeHead, or set one header
       // at a time (as http-proxy does) behind the app's compression().
-      const ownGzip = (oneByOne: boolean): express.RequestHandler => (_req, res) => {
-        if (oneByOne) {
+      const ownGzip = (how: 'one by one' | 'writeHead' | 'as a list'): express.RequestHandler => (_req, res) => {
+        if (how === 'writeHead') res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Content-Encoding': 'gzip' });
+        else {
           res.setHeader('Content-Type', 'text/event-stream');
-          res.setHeader('Content-Encoding', 'gzip');
+          res.setHeader('Content-Encoding', how === 'as a list' ? ['gzip'] : 'gzip');
           res.writeHead(200);
-        } else res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Content-Encoding': 'gzip' });
+        }
         res.flushHeaders();
         const gzip = zlib.createGzip();
         gzip.on('data', (chunk: Buffer) => res.write(chunk));
@@ -143,8 +144,9 @@ describe('guard() writes nothing of its own into', () => {
           wait(res, 60, () => gzip.end('data: b\n\n'));
         });
       };
-      app.get(`${prefix}/own-gzip`, ...middleware, ownGzip(false));
-      app.get(`${prefix}/own-gzip-behind-compression`, ...compressing, ownGzip(true));
+      app.get(`${prefix}/own-gzip`, ...middleware, ownGzip('writeHead'));
+      app.get(`${prefix}/own-gzip-list`, ...middleware, ownGzip('as a list'));
+      app.get(`${prefix}/own-gzip-behind-compression`, ...compressing, ownGzip('one by one'));
       // A compressor on the route, mounted after the type was set: guard() writes below it, and with
       // compression: 'flush' (which leaves compressors on) it engages.
       const setType: express.RequestHandler = (_req, res, next) => {
@@ -199,6 +201,7 @@ describe('guard() writes nothing of its own into', () => {
     ['a body framed by the Content-Length the producer set, nor the next response on its connection', '/length', twoEvents],
     ["a body the producer encoded itself (a relayed gzip upstream)", '/own-gzip', twoEvents],
     ["a body the producer encoded itself, its headers set one by one behind compression()", '/own-gzip-behind-compression', twoEvents],
+    ['a body the producer encoded itself, its Content-Encoding given as a list', '/own-gzip-list', twoEvents],
     ["a body gzipped by a compressor mounted on the route after the type was set, with compression: 'flush'", '/route-compressor', twoEvents],
     ['a 205 Reset Content', '/205', ''],
   ])('%s', async (_what, path, expected) => {

@@ -1,6 +1,7 @@
 // guard() at the edges: events that end in CRLF, headers in any order on HTTP/2, a producer that
 // writes its head after its HTTP/2 client left, and a producer that ends its response after
 // shutdown() did; and sse()'s refusal after shutdown() on HTTP/2.
+import compression from 'compression';
 import { execFile } from 'node:child_process';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -87,6 +88,40 @@ describe('guard() on HTTP/2 with a hop-by-hop header before Content-Type in writ
     `);
     expect(stdout).toBe('200');
     expect(warnings.filter((w) => /connection header/i.test(w))).toEqual([]);
+  });
+});
+
+describe('guard() on HTTP/2 behind an engaged compressor, a write after the client reset the stream', () => {
+  it('is told through its callback that it was not sent (the compat response has no `destroyed`, and its stream reports itself finished)', async () => {
+    const layers = [compression(), guard({ heartbeat: false, compression: 'flush' })];
+    let told!: (verdict: string) => void;
+    const verdict = new Promise<string>((resolve) => (told = resolve));
+    const server = http2.createServer((req, res) => {
+      let i = 0;
+      const next = (): void => {
+        const layer = layers[i++];
+        if (layer !== undefined) return void layer(req as never, res as never, next);
+        res.setHeader('Content-Type', 'text/event-stream');
+        res.write('data: 1\n\n');
+        res.on('close', () => setTimeout(() => res.write('data: 2\n\n', (error) => told(error ? error.message : 'sent')), 20));
+      };
+      next();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const req = session.request({ ':path': '/', accept: 'text/event-stream', 'accept-encoding': 'gzip' });
+      req.on('error', () => {});
+      req.on('response', (headers) => {
+        expect(headers['content-encoding']).toBe('gzip');
+        setTimeout(() => req.close(http2.constants.NGHTTP2_CANCEL), 50);
+      });
+      req.end();
+      expect(await verdict).toMatch(/closed before the chunk was sent/);
+    } finally {
+      session.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

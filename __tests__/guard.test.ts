@@ -266,6 +266,12 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
           }, 20);
           res.on('close', () => clearInterval(timer));
         });
+        // Cache-Control appended to after the guard merged no-transform in (Express's res.append reads it back).
+        app.get('/stream-appended-then-text', (_req, res) => {
+          res.type('text/event-stream');
+          res.append('Cache-Control', 'max-age=5');
+          res.status(500).type('text/plain').send(`oops ${'x'.repeat(2000)}`);
+        });
         app.get('/stream-then-json-in-head', (_req, res) => {
           res.setHeader('Content-Type', 'text/event-stream');
           res.writeHead(500, { 'Content-Type': 'application/json' });
@@ -299,6 +305,7 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
       ['a HEAD request', get('/json').replace('GET', 'HEAD')],
       ['a response whose type was text/event-stream until it changed before the head', get('/stream-then-html')],
       ['a response whose text/event-stream type writeHead replaced', get('/stream-then-json-in-head')],
+      ['a response whose Cache-Control was appended to while it was text/event-stream', get('/stream-appended-then-text')],
     ])('%s', async (_what, request) => {
       const without = await fetchRaw('compression() alone', request);
       expect(without.length).toBeGreaterThan(60);
@@ -333,6 +340,12 @@ console.log(JSON.stringify({ loaded: loaded === before, called: keys() !== befor
   });
 });
 
+function revokedProxy(): object {
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  return proxy;
+}
+
 describe('guard() options', () => {
   it.each([
     ['an unknown compression policy', { compression: 'zip' }],
@@ -343,6 +356,7 @@ describe('guard() options', () => {
     ['options that are not an object', null],
     ['a compression policy that String() cannot convert (an object without a prototype)', { compression: Object.create(null) }],
     ['a maxBufferedBytes that String() cannot convert (an object without a prototype)', { maxBufferedBytes: Object.create(null) }],
+    ['a heartbeat that is a revoked Proxy (even Object.prototype.toString throws on it)', { heartbeat: revokedProxy() }],
   ])('rejects %s at startup with ERR_SSE_INVALID_OPTION', (_what, options) => {
     expect(() => guard(options as GuardOptions)).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_OPTION' }));
   });

@@ -185,14 +185,23 @@ describe('item 7: a logger that throws', () => {
     expect(reasons).toEqual(['error']);
   });
 
-  it.each(['throws', 'rejects'])('a logger that %s a value String() cannot convert (an object without a prototype) is reported once too, and changes nothing', async (how) => {
+  const revoked = (): object => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    return proxy;
+  };
+  it.each([
+    ['throws', 'an object without a prototype', () => Object.create(null) as unknown],
+    ['rejects with', 'an object without a prototype', () => Object.create(null) as unknown],
+    ['rejects with', 'a revoked Proxy', revoked],
+  ])('a logger that %s a value String() cannot convert (%s) is reported once too, and changes nothing', async (how, _what, value) => {
     const warnings = watchWarnings();
     const reasons: CloseReason[] = [];
     const logger = (how === 'throws'
       ? () => {
-          throw Object.create(null);
+          throw value();
         }
-      : () => Promise.reject(Object.create(null))) as unknown as SseLogger;
+      : () => Promise.reject(value())) as unknown as SseLogger;
     const route = sse(
       (stream) => {
         stream.on('close', (reason) => reasons.push(reason));
@@ -203,7 +212,7 @@ describe('item 7: a logger that throws', () => {
     const srv = await served((req, res) => route(req, res, () => {}));
     await collect(`${srv.url}/`, { timeout: 3000 });
     await waitFor('the warning', () => warnings.length > 0);
-    expect(warnings[0]).toMatch(/logger failed while reporting 'handler-error' \(\[object Object\]\)/);
+    expect(warnings[0]).toMatch(/logger failed while reporting 'handler-error' \((\[object Object\]|an object that cannot be read)\)/);
     expect(reasons).toEqual(['error']);
   });
 

@@ -7,6 +7,11 @@ export function describe(value: unknown): string {
   try {
     return String(value);
   } catch {
-    return Object.prototype.toString.call(value);
+    // A Proxy throws from this too (a revoked one always).
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      return `an ${typeof value} that cannot be read`;
+    }
   }
 }

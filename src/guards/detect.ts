@@ -47,7 +47,8 @@ export function hasCompressionLayer(res: ServerResponse): res is ServerResponse 
 /** The encoding the compression layer chose; it decides inside writeHead, so ask after headers are flushed. */
 export function contentEncoding(res: ServerResponse): string | undefined {
   const value = res.getHeader('content-encoding');
-  const encoding = typeof value === 'string' ? value.toLowerCase() : undefined;
+  // Node sends an array as one list.
+  const encoding = typeof value === 'string' ? value.toLowerCase() : Array.isArray(value) && value.length > 0 ? value.join(', ').toLowerCase() : undefined;
   return encoding === undefined || encoding === 'identity' ? undefined : encoding;
 }
 

@@ -18,11 +18,24 @@ export type GuardOptions = Pick<SseOptions, 'compression' | 'heartbeat' | 'maxBu
 // Transfer-Encoding when the head is written (RFC 9113 § 8.2.2).
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']);
 
+const cacheControlText = (value: OutgoingHttpHeader): string => (Array.isArray(value) ? value.join(', ') : String(value));
+const isNoTransform = (directive: string): boolean => directive.trim().toLowerCase() === 'no-transform';
+
 /** Merges `no-transform` into a Cache-Control value, keeping the producer's own directives. */
 export function withNoTransform(value: OutgoingHttpHeader): string {
-  const text = Array.isArray(value) ? value.join(', ') : String(value);
-  if (text.split(',').some((directive) => directive.trim().toLowerCase() === 'no-transform')) return text;
+  const text = cacheControlText(value);
+  if (text.split(',').some(isNoTransform)) return text;
   return text.trim() === '' ? 'no-transform' : `${text}, no-transform`;
+}
+
+/** Takes `no-transform` back out of a Cache-Control value, keeping the rest as it was written; undefined when nothing is left. */
+function withoutNoTransform(value: OutgoingHttpHeader): string | undefined {
+  const text = cacheControlText(value)
+    .split(',')
+    .filter((directive) => !isNoTransform(directive))
+    .join(',')
+    .trimStart();
+  return text.trim() === '' ? undefined : text;
 }
 
 /** Cancels request-timeout middleware (those armed after `since`, when given) and the socket idle timer for this response, and says so. */
@@ -81,8 +94,9 @@ class ResponseGuard implements HeaderHooks {
   // The Content-Encoding the producer set, as last seen before any layer's writeHead hook ran.
   #producerEncoding: string | undefined;
   // What the guard put in the head, taken out again if the type changes before the head goes out:
-  // the producer's own Cache-Control (undefined: none), and whether X-Accel-Buffering is the guard's.
-  #givenCacheControl: OutgoingHttpHeader | undefined;
+  // whether a Cache-Control the producer set lacked the `no-transform` it now has (the producer may
+  // read the merged value and write it back, appending to it), and whether X-Accel-Buffering is the guard's.
+  #addedNoTransform = false;
   #ownAccel = false;
   // The type is no longer text/event-stream: the response is left to its producer, as if unguarded.
   #released = false;
@@ -102,7 +116,7 @@ class ResponseGuard implements HeaderHooks {
       const cacheControl = res.getHeader('cache-control');
       res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
       // After: setHeader goes through rewrite() now, which takes any value as the producer's.
-      this.#givenCacheControl = cacheControl;
+      this.#addedNoTransform = cacheControl === undefined || !cacheControlText(cacheControl).split(',').some(isNoTransform);
     }
     // Now rather than as the head goes out: a layer may write the head with a writeHead of Node's
     // it saved before guard() wrapped it. A producer's own X-Accel-Buffering set later replaces it.
@@ -125,8 +139,9 @@ class ResponseGuard implements HeaderHooks {
     if (this.#released) return value;
     if (name === 'x-accel-buffering') this.#ownAccel = false;
     if (this.config.bypass && name === 'cache-control') {
-      this.#givenCacheControl = value;
-      return withNoTransform(value);
+      const merged = withNoTransform(value);
+      if (merged !== cacheControlText(value)) this.#addedNoTransform = true;
+      return merged;
     }
     return value;
   }
@@ -165,9 +180,11 @@ class ResponseGuard implements HeaderHooks {
     const res = this.res;
     if (res.headersSent) return;
     if (this.#ownAccel && res.getHeader('x-accel-buffering') === 'no') res.removeHeader('x-accel-buffering');
-    if (this.config.bypass && res.hasHeader('cache-control')) {
-      if (this.#givenCacheControl === undefined) res.removeHeader('cache-control');
-      else res.setHeader('Cache-Control', this.#givenCacheControl);
+    const cacheControl = res.getHeader('cache-control');
+    if (this.config.bypass && this.#addedNoTransform && cacheControl !== undefined) {
+      const rest = withoutNoTransform(cacheControl);
+      if (rest === undefined) res.removeHeader('cache-control');
+      else res.setHeader('Cache-Control', rest);
     }
   }
 }

@@ -28,8 +28,20 @@ const codeAt = (chunk: string | Uint8Array, i: number): number => (typeof chunk 
 
 const heartbeatFrame = serializeComment();
 
-// What a producer's write or end callback is told once the guard ended its response.
+// What a producer's write or end callback is told once the guard ended its response, or after its own end().
 const endedByGuard = (): Error => new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.');
+const writeAfterEnd = (): Error => new Error('sse-guard: write after end(); nothing was sent.');
+
+// An HTTP/2 compat response has no `destroyed` of its own; its stream does.
+type Http2Compat = { stream?: { destroyed: boolean; rstCode?: number } };
+const isDestroyed = (res: ServerResponse): boolean => res.destroyed === true || (res as Http2Compat).stream?.destroyed === true;
+
+/** Closed before all it was given reached the client: its socket destroyed before it finished, or its HTTP/2 stream reset (which reports itself finished all the same). */
+function cutShort(res: ServerResponse): boolean {
+  const stream = (res as Http2Compat).stream;
+  if (stream !== undefined) return stream.destroyed && stream.rstCode !== undefined && stream.rstCode !== 0;
+  return res.destroyed && !res.writableFinished;
+}
 
 function length(chunk: unknown): number {
   return typeof chunk === 'string' || chunk instanceof Uint8Array ? chunk.length : 0;
@@ -107,9 +119,8 @@ export class GuardedStream implements Registered, Beating {
     // A Content-Length counts the producer's bytes only (one more would cut its last event and
     // garble the next response on the socket); 204 and 205 allow no body (Node drops 204's itself).
     this.#comments = !encodedElsewhere && !res.hasHeader('content-length') && status >= 200 && status <= 299 && status !== 204 && status !== 205;
-    // Gone before its head: its 'close' came already. An HTTP/2 compat response has no `destroyed`
-    // of its own, its stream does.
-    if (res.destroyed || (this.#req.httpVersionMajor === 2 && (res as { stream?: { destroyed?: boolean } }).stream?.destroyed === true)) {
+    // Gone before its head: its 'close' came already.
+    if (isDestroyed(res)) {
       this.#onClose();
       return;
     }
@@ -194,10 +205,12 @@ export class GuardedStream implements Registered, Beating {
     if (this.#released) return (this.#write as (...args: unknown[]) => boolean).call(res, chunk, encodingOrCallback, maybeCallback);
     const callback = typeof encodingOrCallback === 'function' ? encodingOrCallback : maybeCallback;
     const encoding = typeof encodingOrCallback === 'function' ? undefined : encodingOrCallback;
-    if (this.#endedByGuard) {
+    if (this.#endedByGuard || this.#producerEnded) {
       // The response is ending: the producer hears it through the callback (as from a destroyed
-      // response) and through res's 'close', never through an 'error' event nobody listens to.
-      if (callback !== undefined) process.nextTick(callback, endedByGuard());
+      // response) and through res's 'close', never through an 'error' event nobody listens to. A
+      // late write of its own (a timer not cleared) is dropped so too, as compression drops it:
+      // guard() must not make it crash the process where it did not without.
+      if (callback !== undefined) process.nextTick(callback, this.#endedByGuard ? endedByGuard() : writeAfterEnd());
       return false;
     }
     // What piled up before this write decides, as for sse(): one event larger than the limit still
@@ -217,7 +230,6 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    const afterEnd = this.#producerEnded;
     const backedUp = this.#compressed && res.writableNeedDrain;
     const queuedBefore = backedUp ? res.writableLength : 0;
     let result: boolean;
@@ -244,10 +256,9 @@ export class GuardedStream implements Registered, Beating {
     }
     if (this.#compressed) res.flush?.();
     if (once !== undefined && this.#wrapped) {
-      // A response that finished was sent whole (Node marks it destroyed once closed, all the same);
-      // compression drops a write after end() without a word.
-      const settle = (): void =>
-        once(afterEnd || (res.destroyed && !res.writableFinished) ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
+      // A response that finished was sent whole (Node marks it destroyed once closed, all the same).
+      const closedBefore = this.#closed;
+      const settle = (): void => once(closedBefore || cutShort(res) ? new Error('sse-guard: the response was closed before the chunk was sent.') : null);
       if (!this.#closed && this.#socket?.writableNeedDrain === true) this.#waiting.push(settle);
       else setImmediate(settle);
     }
