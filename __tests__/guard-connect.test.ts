@@ -147,6 +147,7 @@ describe('guard() writes nothing of its own into', () => {
       app.get(`${prefix}/own-gzip`, ...middleware, ownGzip('writeHead'));
       app.get(`${prefix}/own-gzip-list`, ...middleware, ownGzip('as a list'));
       app.get(`${prefix}/own-gzip-behind-compression`, ...compressing, ownGzip('one by one'));
+      app.get(`${prefix}/own-gzip-in-head-behind-compression`, ...compressing, ownGzip('writeHead'));
       // A compressor on the route, mounted after the type was set: guard() writes below it, and with
       // compression: 'flush' (which leaves compressors on) it engages.
       const setType: express.RequestHandler = (_req, res, next) => {
@@ -164,6 +165,13 @@ describe('guard() writes nothing of its own into', () => {
         wait(res, 60, () => res.end());
       });
       app.get(`${prefix}/json`, (_req, res) => void res.json({ ok: true }));
+      // The AI SDK's way (its head to writeHead) behind a compressor that engages: after its first
+      // write, which shows the compressor holding it, the heartbeats go through the compressor.
+      app.get(`${prefix}/engaged`, compression(), ...flushing, (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write('data: a\n\n');
+        wait(res, 100, () => res.end('data: b\n\n'));
+      });
     }
     srv = await listen(app);
   });
@@ -197,11 +205,17 @@ describe('guard() writes nothing of its own into', () => {
     }
   }
 
+  it("but beats through a compressor that engaged, when the type came in writeHead's headers (compression: 'flush')", async () => {
+    const [body] = await twice('/guarded/engaged');
+    expect(body).toMatch(/^data: a\n\n(:\n)+data: b\n\n$/);
+  });
+
   it.each([
     ['a body framed by the Content-Length the producer set, nor the next response on its connection', '/length', twoEvents],
     ["a body the producer encoded itself (a relayed gzip upstream)", '/own-gzip', twoEvents],
     ["a body the producer encoded itself, its headers set one by one behind compression()", '/own-gzip-behind-compression', twoEvents],
     ['a body the producer encoded itself, its Content-Encoding given as a list', '/own-gzip-list', twoEvents],
+    ["a body the producer encoded itself, its type and Content-Encoding given to writeHead behind compression()", '/own-gzip-in-head-behind-compression', twoEvents],
     ["a body gzipped by a compressor mounted on the route after the type was set, with compression: 'flush'", '/route-compressor', twoEvents],
     ['a 205 Reset Content', '/205', ''],
   ])('%s', async (_what, path, expected) => {

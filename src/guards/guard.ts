@@ -93,6 +93,8 @@ class ResponseGuard implements HeaderHooks {
   #stream: GuardedStream | undefined;
   // The Content-Encoding the producer set, as last seen before any layer's writeHead hook ran.
   #producerEncoding: string | undefined;
+  // Whether headStarts() came: not when the type came in with the head, through another layer's writeHead.
+  #headStarted = false;
   // What the guard put in the head, taken out again if the type changes before the head goes out:
   // whether a Cache-Control the producer set lacked the `no-transform` it now has (the producer may
   // read the merged value and write it back, appending to it), and whether X-Accel-Buffering is the guard's.
@@ -130,6 +132,7 @@ class ResponseGuard implements HeaderHooks {
   }
 
   headStarts(): void {
+    this.#headStarted = true;
     if (!isEventStreamType(this.res.getHeader('content-type'))) this.#release();
     else this.#producerEncoding = contentEncoding(this.res);
   }
@@ -164,7 +167,10 @@ class ResponseGuard implements HeaderHooks {
     }
     // Any other encoding was applied where the guard's writes cannot reach: the producer's own
     // (a relayed gzip upstream), or a compressor mounted on the route after the type was set.
-    stream.start(compressed, !compressed && encoding !== undefined && encoding !== 'none');
+    // When the type came in with the head through another layer's writeHead (a compressor's hook
+    // folding its headers in), the producer's Content-Encoding was set there too, and cannot be told
+    // from the compressor's by when it came.
+    stream.start(compressed, !compressed && encoding !== undefined && encoding !== 'none', compressed && !this.#headStarted);
   }
 
   /**

@@ -43,6 +43,10 @@ function cutShort(res: ServerResponse): boolean {
   return res.destroyed && !res.writableFinished;
 }
 
+function byteLength(chunk: unknown, encoding: BufferEncoding | undefined): number {
+  return typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
+}
+
 function length(chunk: unknown): number {
   return typeof chunk === 'string' || chunk instanceof Uint8Array ? chunk.length : 0;
 }
@@ -92,6 +96,9 @@ export class GuardedStream implements Registered, Beating {
   // Whether the guard's own comment lines (the connect line, heartbeats) may join this body: not
   // where they would break its framing or its encoding, or where its status allows no body.
   #comments = false;
+  // Set when it is not known whether the compressor below engaged (see start()): the producer's
+  // first body write shows it, and until then the guard writes nothing of its own.
+  #probing = false;
   // Set when the response turned out not to be an event stream before its head: its writes go by as they are.
   #released = false;
 
@@ -111,14 +118,20 @@ export class GuardedStream implements Registered, Beating {
    * Called once the head is out: joins stats(), shutdown() and the heartbeat, and learns whether a
    * compressor engaged below the guard's writes, or the body is encoded where the guard cannot write
    * into it (the producer's own gzip, say, or a compressor mounted on the route after the type was set).
+   * `unsure`: the Content-Encoding may be the producer's own rather than a compressor's (both came
+   * inside another layer's writeHead); its first write then shows which, on HTTP/1.
    */
-  start(compressed: boolean, encodedElsewhere: boolean): void {
+  start(compressed: boolean, encodedElsewhere: boolean, unsure: boolean): void {
     this.#compressed = compressed;
     const res = this.#res;
     const status = res.statusCode;
     // A Content-Length counts the producer's bytes only (one more would cut its last event and
     // garble the next response on the socket); 204 and 205 allow no body (Node drops 204's itself).
     this.#comments = !encodedElsewhere && !res.hasHeader('content-length') && status >= 200 && status <= 299 && status !== 204 && status !== 205;
+    if (unsure) {
+      this.#probing = this.#comments && this.#socket !== null;
+      this.#comments = false;
+    }
     // Gone before its head: its 'close' came already.
     if (isDestroyed(res)) {
       this.#onClose();
@@ -230,6 +243,8 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
+    const probing = this.#probing && length(chunk) > 0;
+    const sentBefore = probing ? this.#socket!.bytesWritten : 0;
     const backedUp = this.#compressed && res.writableNeedDrain;
     const queuedBefore = backedUp ? res.writableLength : 0;
     let result: boolean;
@@ -247,11 +262,12 @@ export class GuardedStream implements Registered, Beating {
           ? (this.#write as unknown as (chunk: unknown, callback: WriteCallback) => boolean).call(res, chunk, once)
           : this.#write.call(res, chunk, encoding, once);
     }
+    if (probing) this.#probed(this.#socket!.bytesWritten - sentBefore >= byteLength(chunk, encoding));
     if (backedUp && this.#socket !== null) {
       // Counted only when the chunk did not reach Node's own queue at once (where writableLength
       // sees it): it sits in the compressor. A producer's own Content-Encoding taken for one must
       // not count every byte twice.
-      const bytes = typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk instanceof Uint8Array ? chunk.length : 0;
+      const bytes = byteLength(chunk, encoding);
       if (res.writableLength - queuedBefore < bytes) this.#inCompressor += bytes;
     }
     if (this.#compressed) res.flush?.();
@@ -264,6 +280,21 @@ export class GuardedStream implements Registered, Beating {
     }
     return result;
   };
+
+  /**
+   * The producer's first body write went through the layer below: a compressor that engaged holds it
+   * (zlib works off the thread), while one that stood aside handed it on to the socket at once,
+   * the encoding being the producer's own. Only the former may carry the guard's comment lines.
+   */
+  #probed(passedThrough: boolean): void {
+    this.#probing = false;
+    if (passedThrough) {
+      this.#compressed = false;
+      return;
+    }
+    this.#comments = true;
+    if (this.#settings.heartbeat !== false && !this.#closed && !this.#endedByGuard && open.has(this)) startHeartbeat(this.#settings.heartbeat, this);
+  }
 
   // Runs on every write: it allocates nothing.
   #track(chunk: unknown): void {
