@@ -6,6 +6,7 @@ import compression from 'compression';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
+import { Client } from 'undici';
 import express from 'express';
 import { createParser } from 'eventsource-parser';
 import { guard } from '../src/index';
@@ -148,6 +149,18 @@ describe('guard() writes nothing of its own into', () => {
       app.get(`${prefix}/own-gzip-list`, ...middleware, ownGzip('as a list'));
       app.get(`${prefix}/own-gzip-behind-compression`, ...compressing, ownGzip('one by one'));
       app.get(`${prefix}/own-gzip-in-head-behind-compression`, ...compressing, ownGzip('writeHead'));
+      // The same, stored rather than compressed (its event's blank line shows in the bytes, where a
+      // heartbeat may go), answering a request pipelined behind a slow one.
+      app.get(`${prefix}/slow`, (_req, res) => wait(res, 200, () => void res.send('ok')));
+      app.get(`${prefix}/own-stored-gzip`, ...compressing, (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Content-Encoding': 'gzip' });
+        const gzip = zlib.gzipSync(twoEvents, { level: 0 });
+        const cut = gzip.indexOf('\n\n') + 2;
+        wait(res, 50, () => {
+          res.write(gzip.subarray(0, cut));
+          wait(res, 250, () => res.end(gzip.subarray(cut)));
+        });
+      });
       // A compressor on the route, mounted after the type was set: guard() writes below it, and with
       // compression: 'flush' (which leaves compressors on) it engages.
       const setType: express.RequestHandler = (_req, res, next) => {
@@ -208,6 +221,20 @@ describe('guard() writes nothing of its own into', () => {
   it("but beats through a compressor that engaged, when the type came in writeHead's headers (compression: 'flush')", async () => {
     const [body] = await twice('/guarded/engaged');
     expect(body).toMatch(/^data: a\n\n(:\n)+data: b\n\n$/);
+  });
+
+  it('a body the producer encoded itself, answering a request pipelined behind a slow one (HTTP/1.1)', async () => {
+    const client = new Client(srv.url, { pipelining: 2 });
+    try {
+      const [slow, relay] = await Promise.all([
+        client.request({ path: '/guarded/slow', method: 'GET' }),
+        client.request({ path: '/guarded/own-stored-gzip', method: 'GET', headers: { 'accept-encoding': 'gzip' } }),
+      ]);
+      expect(await slow.body.text()).toBe('ok');
+      expect(zlib.gunzipSync(Buffer.from(await relay.body.arrayBuffer())).toString()).toBe(twoEvents);
+    } finally {
+      await client.close();
+    }
   });
 
   it.each([

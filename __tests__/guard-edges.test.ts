@@ -91,6 +91,43 @@ describe('guard() on HTTP/2 with a hop-by-hop header before Content-Type in writ
   });
 });
 
+describe('guard() on HTTP/2, a chunk given to end()', () => {
+  // Node's HTTP/2 end() writes its chunk through res.write, which is the guard's by then.
+  it.each([
+    ['without compression()', [guard({ heartbeat: false })], 'data: first\n\ndata: last\n\n'],
+    ['behind compression()', [compression(), guard({ heartbeat: false })], 'data: first\n\ndata: last\n\n'],
+  ])('arrives, %s', async (_how, layers, expected) => {
+    const server = http2.createServer((req, res) => {
+      let i = 0;
+      const next = (): void => {
+        const layer = layers[i++];
+        if (layer !== undefined) return void layer(req as never, res as never, next);
+        res.setHeader('Content-Type', 'text/event-stream');
+        res.write('data: first\n\n');
+        res.end('data: last\n\n');
+      };
+      next();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = session.request({ ':path': '/', accept: 'text/event-stream' });
+        let text = '';
+        req.setEncoding('utf8');
+        req.on('data', (chunk: string) => (text += chunk));
+        req.on('end', () => resolve(text));
+        req.on('error', reject);
+        req.end();
+      });
+      expect(body).toBe(expected);
+    } finally {
+      session.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe('guard() on HTTP/2 behind an engaged compressor, a write after the client reset the stream', () => {
   it('is told through its callback that it was not sent (the compat response has no `destroyed`, and its stream reports itself finished)', async () => {
     const layers = [compression(), guard({ heartbeat: false, compression: 'flush' })];

@@ -200,14 +200,19 @@ export class GuardedStream implements Registered, Beating {
   readonly #watchedEnd = (...args: unknown[]): ServerResponse => {
     const res = this.#res;
     if (this.#released) return this.#end.apply(res, args);
-    this.#producerEnded = true;
     if (!this.#endedByGuard) {
       if (this.#stripBom && length(args[0]) > 0) {
         this.#stripBom = false;
         args[0] = withoutBom(args[0]);
       }
-      return this.#end.apply(res, args);
+      // Only once it returns: Node's HTTP/2 end() writes its chunk through res.write, the guard's.
+      try {
+        return this.#end.apply(res, args);
+      } finally {
+        this.#producerEnded = true;
+      }
     }
+    this.#producerEnded = true;
     const callback = args.find((arg): arg is WriteCallback => typeof arg === 'function');
     if (callback !== undefined) process.nextTick(callback, endedByGuard());
     return res;
@@ -243,7 +248,9 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    const probing = this.#probing && length(chunk) > 0;
+    // Not while the response waits behind another on its connection (HTTP/1.1 pipelining): Node
+    // holds its writes until then, compressed or not.
+    const probing = this.#probing && length(chunk) > 0 && res.socket != null;
     const sentBefore = probing ? this.#socket!.bytesWritten : 0;
     const backedUp = this.#compressed && res.writableNeedDrain;
     const queuedBefore = backedUp ? res.writableLength : 0;
