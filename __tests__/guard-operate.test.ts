@@ -237,11 +237,25 @@ describe.each(expressVersions)('what a write callback is told behind compression
         res.end('data: x\n\n');
         res.write('data: late\n\n', 'utf8', tell(`${prefix}/after-end`));
       });
+      // A write from a 'prefinish' listener, which Node's HTTP/1 end() emits before it returns.
+      router.get('/prefinish', (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write('data: x\n\n');
+        res.on('prefinish', () => res.write('data: late\n\n', 'utf8', tell(`${prefix}/prefinish`)));
+        res.end();
+      });
       app.use(prefix, router);
     }
     srv = await listen(app);
   });
   afterAll(() => srv.close());
+
+  it.each(['/compression-first', '/guard-first'])("%s: that a write from a 'prefinish' listener, inside end(), was not sent, without an error event", async (prefix) => {
+    const result = await collect(`${srv.url}${prefix}/prefinish`, { timeout: 2000, headers: { 'accept-encoding': 'gzip' } });
+    expect(result.events.map((e) => e.data)).toEqual(['x']);
+    await waitFor('the callback', () => told.has(`${prefix}/prefinish`));
+    expect(told.get(`${prefix}/prefinish`)).toEqual(['sse-guard: write after end(); nothing was sent.']);
+  });
 
   it.each(['/compression-first', '/guard-first', '/flushing'])('%s: that an event written before end() was sent, once the response finished', async (prefix) => {
     const result = await collect(`${srv.url}${prefix}/last`, { timeout: 2000, headers: { 'accept-encoding': 'gzip' } });

@@ -272,10 +272,10 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
           res.append('Cache-Control', 'max-age=5');
           res.status(500).type('text/plain').send(`oops ${'x'.repeat(2000)}`);
         });
-        // Its own no-transform, set after the type: it stays when the type changes away.
+        // Its own no-transform, set before the type: it stays when the type changes away.
         app.get('/stream-own-no-transform-then-json', (_req, res) => {
-          res.setHeader('Content-Type', 'text/event-stream');
           res.setHeader('Cache-Control', 'no-cache, no-transform');
+          res.setHeader('Content-Type', 'text/event-stream');
           res.status(500).type('json').send(JSON.stringify({ error: 'x'.repeat(2000) }));
         });
         app.get('/stream-then-json-in-head', (_req, res) => {
@@ -312,7 +312,7 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
       ['a response whose type was text/event-stream until it changed before the head', get('/stream-then-html')],
       ['a response whose text/event-stream type writeHead replaced', get('/stream-then-json-in-head')],
       ['a response whose Cache-Control was appended to while it was text/event-stream', get('/stream-appended-then-text')],
-      ['a response given its own no-transform while it was text/event-stream', get('/stream-own-no-transform-then-json')],
+      ['a response given its own no-transform before it was text/event-stream', get('/stream-own-no-transform-then-json')],
     ])('%s', async (_what, request) => {
       const without = await fetchRaw('compression() alone', request);
       expect(without.length).toBeGreaterThan(60);

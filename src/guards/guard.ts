@@ -99,8 +99,6 @@ class ResponseGuard implements HeaderHooks {
   // whether a Cache-Control the producer set lacked the `no-transform` it now has (the producer may
   // read the merged value and write it back, appending to it), and whether X-Accel-Buffering is the guard's.
   #addedNoTransform = false;
-  // The Cache-Control the guard set last: a value that begins with it is the producer's read-back.
-  #merged: string | undefined;
   #ownAccel = false;
   // The type is no longer text/event-stream: the response is left to its producer, as if unguarded.
   #released = false;
@@ -144,14 +142,10 @@ class ResponseGuard implements HeaderHooks {
     if (this.#released) return value;
     if (name === 'x-accel-buffering') this.#ownAccel = false;
     if (this.config.bypass && name === 'cache-control') {
-      const text = cacheControlText(value);
+      // Once the guard added it, a no-transform in a later value may be the guard's read back (Express's
+      // res.append reads the value and writes it back): it cannot be told from one of the producer's own.
       const merged = withNoTransform(value);
-      // Appended to (Express's res.append, appendHeader): the guard's part is still the guard's. A
-      // value of the producer's own says by itself whether it has no-transform.
-      const last = this.#merged;
-      const readBack = last !== undefined && ((Array.isArray(value) && value.length > 1 && value[0] === last) || text.startsWith(`${last},`));
-      if (!readBack) this.#addedNoTransform = merged !== text;
-      this.#merged = merged;
+      if (merged !== cacheControlText(value)) this.#addedNoTransform = true;
       return merged;
     }
     return value;

@@ -87,6 +87,7 @@ export class GuardedStream implements Registered, Beating {
   #endedByGuard = false;
   // Set once the producer called end(): a write after it is not sent, whatever the layer below says.
   #producerEnded = false;
+  #inHttp2End = false;
   // Whether the producer wrote a body byte yet; and, once the connect line went out before its first
   // one, that a byte order mark opening that first write must go (EventSource strips one only at the
   // very start of the stream; after the line it would join the first field's name).
@@ -205,11 +206,18 @@ export class GuardedStream implements Registered, Beating {
         this.#stripBom = false;
         args[0] = withoutBom(args[0]);
       }
-      // Only once it returns: Node's HTTP/2 end() writes its chunk through res.write, the guard's.
+      // Node's HTTP/2 end() writes its chunk through res.write, the guard's: that write (and any in
+      // the call) goes through; on HTTP/1, where end() writes its chunk itself, none does (a
+      // 'prefinish' listener's would reach Node after end, which emits 'error' for it).
+      this.#producerEnded = true;
+      this.#inHttp2End = this.#socket === null;
       try {
         return this.#end.apply(res, args);
+      } catch (error) {
+        this.#producerEnded = false;
+        throw error;
       } finally {
-        this.#producerEnded = true;
+        this.#inHttp2End = false;
       }
     }
     this.#producerEnded = true;
@@ -223,7 +231,7 @@ export class GuardedStream implements Registered, Beating {
     if (this.#released) return (this.#write as (...args: unknown[]) => boolean).call(res, chunk, encodingOrCallback, maybeCallback);
     const callback = typeof encodingOrCallback === 'function' ? encodingOrCallback : maybeCallback;
     const encoding = typeof encodingOrCallback === 'function' ? undefined : encodingOrCallback;
-    if (this.#endedByGuard || this.#producerEnded) {
+    if (this.#endedByGuard || (this.#producerEnded && !this.#inHttp2End)) {
       // The response is ending: the producer hears it through the callback (as from a destroyed
       // response) and through res's 'close', never through an 'error' event nobody listens to. A
       // late write of its own (a timer not cleared) is dropped so too, as compression drops it:
