@@ -87,6 +87,7 @@ export class GuardedStream implements Registered, Beating {
   #endedByGuard = false;
   // Set once the producer called end(): a write after it is not sent, whatever the layer below says.
   #producerEnded = false;
+  // Set during the producer's end() on HTTP/2, whose end() writes its chunk through res.write.
   #inHttp2End = false;
   // Whether the producer wrote a body byte yet; and, once the connect line went out before its first
   // one, that a byte order mark opening that first write must go (EventSource strips one only at the
@@ -251,15 +252,15 @@ export class GuardedStream implements Registered, Beating {
       }
     }
     this.#track(chunk);
+    // The probe (see #probed), not while the response waits behind another on its connection
+    // (HTTP/1.1 pipelining): Node holds its writes until then, compressed or not.
+    const probing = this.#probing && length(chunk) > 0 && res.socket != null;
+    const sentBefore = probing ? this.#socket!.bytesWritten : 0;
     // A write() wrapped by another layer may drop the callback: compression 1.8 does whenever it is
     // given in third place, and always once it compresses. Such a callback is called here once the
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    // Not while the response waits behind another on its connection (HTTP/1.1 pipelining): Node
-    // holds its writes until then, compressed or not.
-    const probing = this.#probing && length(chunk) > 0 && res.socket != null;
-    const sentBefore = probing ? this.#socket!.bytesWritten : 0;
     const backedUp = this.#compressed && res.writableNeedDrain;
     const queuedBefore = backedUp ? res.writableLength : 0;
     let result: boolean;
