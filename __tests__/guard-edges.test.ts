@@ -91,25 +91,41 @@ describe('guard() on HTTP/2 with a hop-by-hop header before Content-Type in writ
   });
 });
 
+type Layer = (req: never, res: never, next: () => void) => void;
+
+/** An HTTP/2 server that runs `layers` (guard(), compression()) and then `route` for each request, and a session to it; `close()` ends both. */
+async function http2Through(layers: Layer[], route: (res: http2.Http2ServerResponse) => void): Promise<{ session: http2.ClientHttp2Session; close: () => Promise<void> }> {
+  const server = http2.createServer((req, res) => {
+    let i = 0;
+    const next = (): void => {
+      const layer = layers[i++];
+      if (layer !== undefined) layer(req as never, res as never, next);
+      else route(res);
+    };
+    next();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  return {
+    session,
+    close: async () => {
+      session.close();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 describe('guard() on HTTP/2, a chunk given to end()', () => {
   // Node's HTTP/2 end() writes its chunk through res.write, which is the guard's by then.
   it.each([
     ['without compression()', [guard({ heartbeat: false })], 'data: first\n\ndata: last\n\n'],
     ['behind compression()', [compression(), guard({ heartbeat: false })], 'data: first\n\ndata: last\n\n'],
   ])('arrives, %s', async (_how, layers, expected) => {
-    const server = http2.createServer((req, res) => {
-      let i = 0;
-      const next = (): void => {
-        const layer = layers[i++];
-        if (layer !== undefined) return void layer(req as never, res as never, next);
-        res.setHeader('Content-Type', 'text/event-stream');
-        res.write('data: first\n\n');
-        res.end('data: last\n\n');
-      };
-      next();
+    const { session, close } = await http2Through(layers, (res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.write('data: first\n\n');
+      res.end('data: last\n\n');
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     try {
       const body = await new Promise<string>((resolve, reject) => {
         const req = session.request({ ':path': '/', accept: 'text/event-stream' });
@@ -122,30 +138,20 @@ describe('guard() on HTTP/2, a chunk given to end()', () => {
       });
       expect(body).toBe(expected);
     } finally {
-      session.close();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 });
 
 describe('guard() on HTTP/2 behind an engaged compressor, a write after the client reset the stream', () => {
   it('is told through its callback that it was not sent (the compat response has no `destroyed`, and its stream reports itself finished)', async () => {
-    const layers = [compression(), guard({ heartbeat: false, compression: 'flush' })];
     let told!: (verdict: string) => void;
     const verdict = new Promise<string>((resolve) => (told = resolve));
-    const server = http2.createServer((req, res) => {
-      let i = 0;
-      const next = (): void => {
-        const layer = layers[i++];
-        if (layer !== undefined) return void layer(req as never, res as never, next);
-        res.setHeader('Content-Type', 'text/event-stream');
-        res.write('data: 1\n\n');
-        res.on('close', () => setTimeout(() => res.write('data: 2\n\n', (error) => told(error ? error.message : 'sent')), 20));
-      };
-      next();
+    const { session, close } = await http2Through([compression(), guard({ heartbeat: false, compression: 'flush' })], (res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.write('data: 1\n\n');
+      res.on('close', () => setTimeout(() => res.write('data: 2\n\n', (error) => told(error ? error.message : 'sent')), 20));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     try {
       const req = session.request({ ':path': '/', accept: 'text/event-stream', 'accept-encoding': 'gzip' });
       req.on('error', () => {});
@@ -156,8 +162,7 @@ describe('guard() on HTTP/2 behind an engaged compressor, a write after the clie
       req.end();
       expect(await verdict).toMatch(/closed before the chunk was sent/);
     } finally {
-      session.close();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 });

@@ -11,7 +11,8 @@ export function describe(value: unknown): string {
     try {
       return Object.prototype.toString.call(value);
     } catch {
-      return `an ${typeof value} that cannot be read`;
+      const type = typeof value;
+      return `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} that cannot be read`;
     }
   }
 }

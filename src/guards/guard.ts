@@ -20,11 +20,12 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'pr
 
 const cacheControlText = (value: OutgoingHttpHeader): string => (Array.isArray(value) ? value.join(', ') : String(value));
 const isNoTransform = (directive: string): boolean => directive.trim().toLowerCase() === 'no-transform';
+const hasNoTransform = (text: string): boolean => text.split(',').some(isNoTransform);
 
 /** Merges `no-transform` into a Cache-Control value, keeping the producer's own directives. */
 export function withNoTransform(value: OutgoingHttpHeader): string {
   const text = cacheControlText(value);
-  if (text.split(',').some(isNoTransform)) return text;
+  if (hasNoTransform(text)) return text;
   return text.trim() === '' ? 'no-transform' : `${text}, no-transform`;
 }
 
@@ -118,7 +119,7 @@ class ResponseGuard implements HeaderHooks {
       const cacheControl = res.getHeader('cache-control');
       res.setHeader('Cache-Control', cacheControl === undefined ? 'no-transform' : withNoTransform(cacheControl));
       // After: setHeader goes through rewrite() now, which takes any value as the producer's.
-      this.#addedNoTransform = cacheControl === undefined || !cacheControlText(cacheControl).split(',').some(isNoTransform);
+      this.#addedNoTransform = cacheControl === undefined || !hasNoTransform(cacheControlText(cacheControl));
     }
     // Now rather than as the head goes out: a layer may write the head with a writeHead of Node's
     // it saved before guard() wrapped it. A producer's own X-Accel-Buffering set later replaces it.
@@ -144,9 +145,8 @@ class ResponseGuard implements HeaderHooks {
     if (this.config.bypass && name === 'cache-control') {
       // Once the guard added it, a no-transform in a later value may be the guard's read back (Express's
       // res.append reads the value and writes it back): it cannot be told from one of the producer's own.
-      const merged = withNoTransform(value);
-      if (merged !== cacheControlText(value)) this.#addedNoTransform = true;
-      return merged;
+      if (!hasNoTransform(cacheControlText(value))) this.#addedNoTransform = true;
+      return withNoTransform(value);
     }
     return value;
   }

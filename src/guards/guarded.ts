@@ -221,7 +221,6 @@ export class GuardedStream implements Registered, Beating {
         this.#inHttp2End = false;
       }
     }
-    this.#producerEnded = true;
     const callback = args.find((arg): arg is WriteCallback => typeof arg === 'function');
     if (callback !== undefined) process.nextTick(callback, endedByGuard());
     return res;
