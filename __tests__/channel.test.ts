@@ -482,6 +482,7 @@ describe('Channel: a reconnecting subscriber that stops reading during its repla
     // Dropped within a few events past the limit: the queue held no more than that.
     expect(published).toBeLessThanOrEqual(maxBufferedBytes / live.length + 2);
     expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ url: '/events', maxBufferedBytes });
     expect(logged[0]!.bufferedBytes).toBeGreaterThan(maxBufferedBytes);
   });
 });

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import http, { type ServerResponse } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { guard, stats, type GuardOptions } from '../src/index';
+import { guard, stats, type GuardOptions, type SseOptions } from '../src/index';
 import { collect, type Collected } from '../src/testing';
 import { expressVersions } from './helpers/express';
 import { exchangeBytes } from './helpers/raw';
@@ -78,8 +78,10 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
     });
     afterAll(() => srv.close());
 
-    it.each(WAYS.map(([way], i) => [way, i] as const))('recognises a type set by %s, and the stream arrives at once, uncompressed', async (_way, i) => {
-      const result = await collect(`${srv.url}/way/${i}`, { count: 1, timeout: 3000, headers: BROWSER });
+    // Asked for as EventSource asks (disarmed on entry), and as fetch() asks (recognised by its type alone).
+    const asked = WAYS.flatMap(([way], i) => ['text/event-stream', '*/*'].map((accept) => [way, accept, i] as const));
+    it.each(asked)('recognises a type set by %s (Accept: %s), and the stream arrives at once, uncompressed', async (_way, accept, i) => {
+      const result = await collect(`${srv.url}/way/${i}`, { count: 1, timeout: 3000, headers: { ...BROWSER, accept } });
       expectPrompt(result);
       expect(result.headers['content-encoding']).toBeUndefined();
       expect(result.headers['cache-control']).toMatch(/no-transform/);
@@ -188,7 +190,8 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
         expect(ignored.headers['x-accel-buffering']).toBe('no');
         expect(ignored.headers['x-ignored']).toBeUndefined();
         await waitFor('the stream to leave stats()', () => stats().open === 0);
-        const reading = collect(`${plain.url}/undefined-reason`, { timeout: 600 });
+        // Open for 400 ms (three events 200 ms apart), or until the timeout if the events are held.
+        const reading = collect(`${plain.url}/undefined-reason`, { count: 3, timeout: 3000 });
         await waitFor('the stream to join stats()', () => stats().open === 1);
         const result = await reading;
         expect(result.headers['x-accel-buffering']).toBe('no');
@@ -283,6 +286,29 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
           res.writeHead(500, { 'Content-Type': 'application/json' });
           setTimeout(() => res.end(JSON.stringify({ error: 'x'.repeat(2000) })), 20);
         });
+        // A head Node refuses (a broken upstream relayed), then an error page: as without the guard
+        // (for a status Node refuses, below: compression() alone then never answers).
+        const refusedHead = (status: number, headers: Record<string, string>): RequestHandler => (_req, res) => {
+          try {
+            res.writeHead(status, { 'Content-Type': 'text/event-stream', ...headers });
+          } catch (error) {
+            res.status(502).type('text/plain').send(`bad gateway (${(error as { code?: string }).code}) ${'x'.repeat(2000)}`);
+          }
+        };
+        app.get('/stream-head-refused-header', refusedHead(200, { 'X-Upstream': 'internal', 'X-Bad': 'a\nb' }));
+        // Header values missing from a config: Node refuses undefined.
+        app.get('/stream-undefined-headers', (_req, res) => {
+          res.setHeader('Content-Type', 'text/event-stream');
+          const outcome = ['X-Request-Id', 'Cache-Control'].map((name) => {
+            try {
+              res.setHeader(name, undefined as unknown as string);
+              return `${name} taken`;
+            } catch (error) {
+              return `${name} refused (${(error as { code?: string }).code})`;
+            }
+          });
+          res.status(500).type('text/plain').send(`${outcome.join(', ')} ${'x'.repeat(2000)}`);
+        });
         servers.set(stack, await listen(app));
       }
     });
@@ -313,11 +339,40 @@ describe.each(expressVersions)('guard() (%s)', (_name, express) => {
       ['a response whose text/event-stream type writeHead replaced', get('/stream-then-json-in-head')],
       ['a response whose Cache-Control was appended to while it was text/event-stream', get('/stream-appended-then-text')],
       ['a response given its own no-transform before it was text/event-stream', get('/stream-own-no-transform-then-json')],
+      ['an error page after a text/event-stream head refused for a header value', get('/stream-head-refused-header')],
+      ['a text/event-stream response given undefined header values, which Node refuses', get('/stream-undefined-headers')],
     ])('%s', async (_what, request) => {
       const without = await fetchRaw('compression() alone', request);
       expect(without.length).toBeGreaterThan(60);
       for (const stack of GUARDED) expect((await fetchRaw(stack, request)).equals(without)).toBe(true);
     });
+  });
+});
+
+describe.each(expressVersions)('a text/event-stream head Node refuses for its status (%s)', (_name, express) => {
+  // Checked before any header, so Node sets none of them; the guard folded them in first.
+  it('leaves the error page sent instead as without guard()', async () => {
+    const answer = async (app: Express): Promise<string> => {
+      app.get('/relay', (_req, res) => {
+        try {
+          res.writeHead(1000, { 'Content-Type': 'text/event-stream', 'X-Upstream': 'internal' });
+        } catch (error) {
+          res.status(502).type('text/plain').send(`bad gateway (${(error as { code?: string }).code})`);
+        }
+      });
+      const srv = await listen(app);
+      try {
+        const raw = await exchangeBytes(srv.port, 'GET /relay HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 3000);
+        return raw.toString('latin1').replace(/\r\nDate: [^\r]*/i, '');
+      } finally {
+        await srv.close();
+      }
+    };
+    const without = await answer(express());
+    expect(without).toMatch(/^HTTP\/1\.1 502 .*bad gateway \(ERR_HTTP_INVALID_STATUS_CODE\)$/s);
+    const guarded = express();
+    guarded.use(guard());
+    expect(await answer(guarded)).toBe(without);
   });
 });
 
@@ -374,5 +429,10 @@ describe('guard() options', () => {
 
   it("ignores sse()'s own options, as sse() ignores what it does not know: a padding above maxBufferedBytes is no error here", () => {
     expect(typeof guard({ maxBufferedBytes: 5, padding: 10, probe: 'yes' } as GuardOptions)).toBe('function');
+    // One SseOptions object serves both; a literal naming sse()'s own options is refused by the type.
+    const shared: SseOptions = { heartbeat: 5000, padding: 2048, compression: 'flush' };
+    expect(typeof guard(shared)).toBe('function');
+    // @ts-expect-error padding is not one of guard()'s options
+    expect(typeof guard({ heartbeat: 5000, padding: 2048 })).toBe('function');
   });
 });

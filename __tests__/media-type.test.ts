@@ -11,7 +11,23 @@ describe('isEventStreamType', () => {
     '\ttext/event-stream\t; x=1',
   ])('takes %j', (value) => {
     expect(isEventStreamType(value)).toBe(true);
-    expect(isEventStreamType([value, 'text/html'])).toBe(true);
+    // Sent more than once, the header is one list, and the last type that parses decides.
+    expect(isEventStreamType(['text/html', value])).toBe(true);
+    expect(isEventStreamType([value, 'text/html'])).toBe(false);
+  });
+
+  // As Chromium's EventSource reads them (media-type.browser.test.ts asks it).
+  it.each([
+    ['text/html, text/event-stream', true],
+    ['text/event-stream, ', true],
+    ['text/event-stream, */*', true],
+    ['text/event-stream, nonsense', true],
+    ['text/event-stream; x="a, b"', true],
+    ['text/event-stream, text/html', false],
+    ['text/html; x="a, text/event-stream"', false],
+    ['application/json, text/event-stream; charset=utf-8', true],
+  ])('reads the list %j as a browser does: %p', (value, expected) => {
+    expect(isEventStreamType(value)).toBe(expected);
   });
 
   it.each([
@@ -28,7 +44,7 @@ describe('isEventStreamType', () => {
     expect(isEventStreamType(value)).toBe(false);
   });
 
-  it.each([undefined, null, 17, ['text/html', 'text/event-stream'], []])('refuses %p', (value) => {
+  it.each([undefined, null, 17, ['text/event-stream', 'text/html'], [], [17]])('refuses %p', (value) => {
     expect(isEventStreamType(value)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // Detects what sits upstream of the stream on this request: request-timeout middleware and compression.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SseLogger } from '../core/types.js';
+import { urlOf } from '../core/url.js';
 
 /** Request-timeout middleware that would cut a long-lived response. */
 export type TimeoutMiddleware = 'connect-timeout' | 'express-timeout-handler';
@@ -50,11 +51,6 @@ export function contentEncoding(res: ServerResponse): string | undefined {
   // Node sends an array as one list.
   const encoding = typeof value === 'string' ? value.toLowerCase() : Array.isArray(value) && value.length > 0 ? value.join(', ').toLowerCase() : undefined;
   return encoding === undefined || encoding === 'identity' ? undefined : encoding;
-}
-
-/** The URL the app was asked for, for the logger: Express's originalUrl (a router strips its mount path from url). */
-export function urlOf(req: IncomingMessage): string | undefined {
-  return (req as { originalUrl?: string }).originalUrl ?? req.url;
 }
 
 /** Clears the socket's idle timer (server.timeout, socket.setTimeout), which would cut a quiet stream, and says so. HTTP/1 only: an HTTP/2 stream shares its socket. */

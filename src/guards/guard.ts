@@ -2,7 +2,8 @@
 // One middleware, which only marks the response; the decision for a response is made when its
 // Content-Type becomes text/event-stream (see watch.ts), and every other response is left as it was.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, timeoutMarks, urlOf, type TimeoutMarks } from './detect.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, timeoutMarks, type TimeoutMarks } from './detect.js';
+import { urlOf } from '../core/url.js';
 import { GuardedStream, type GuardedSettings } from './guarded.js';
 import { markResponse, type GuardMark, type HeaderHooks } from './mark.js';
 import { resolveOptions } from './options.js';

@@ -3,7 +3,8 @@
 // client stops reading, given heartbeats only between events, and ended by shutdown().
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { urlOf } from './detect.js';
+import { queuedBehind } from '../core/queued.js';
+import { urlOf } from '../core/url.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
 import { counters, drainStream, open, registry, type Closing, type Registered } from '../stream/registry.js';
 import { serializeComment } from '../stream/serialize.js';
@@ -134,13 +135,15 @@ export class GuardedStream implements Registered, Beating {
       this.#probing = this.#comments && this.#socket !== null;
       this.#comments = false;
     }
-    // Gone before its head: its 'close' came already.
-    if (isDestroyed(res)) {
+    // Gone before its head: its 'close' came already (a queued response's never comes: see queuedBehind).
+    const socket = this.#socket;
+    if (isDestroyed(res) || (queuedBehind(res, socket) && socket.destroyed)) {
       this.#onClose();
       return;
     }
     // From here on, a write callback waiting for the socket to drain is settled when the response closes, whatever comes next.
     res.on('close', this.#onClose);
+    if (queuedBehind(res, socket)) socket.once('close', this.#onClose);
     this.#socket?.on('drain', this.#onDrain);
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
@@ -370,6 +373,7 @@ export class GuardedStream implements Registered, Beating {
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     this.#socket?.off('drain', this.#onDrain);
+    this.#socket?.off('close', this.#onClose);
     this.#settleWaiting();
   };
 }

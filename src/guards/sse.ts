@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
 import { claimForSse } from './claim.js';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, urlOf } from './detect.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer } from './detect.js';
+import { urlOf } from '../core/url.js';
 import { sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
 import { probePassThrough } from './passthrough.js';

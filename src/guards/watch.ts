@@ -28,11 +28,26 @@ const isContentType = (name: unknown): boolean => typeof name === 'string' && na
 
 /** The [name, value] pairs of writeHead's headers argument: an object, a 2D array, or a flat array. */
 function headerPairs(headers: OutgoingHttpHeaders | readonly unknown[]): Array<[string, HeaderValue]> {
-  if (!Array.isArray(headers)) return Object.entries(headers as OutgoingHttpHeaders).filter((e): e is [string, HeaderValue] => e[1] !== undefined);
+  if (!Array.isArray(headers)) return Object.entries(headers as OutgoingHttpHeaders) as Array<[string, HeaderValue]>;
   if (headers.length > 0 && Array.isArray(headers[0])) return (headers as Array<[string, HeaderValue]>).map(([k, v]) => [k, v]);
   const pairs: Array<[string, HeaderValue]> = [];
   for (let i = 0; i + 1 < headers.length; i += 2) pairs.push([String(headers[i]), headers[i + 1] as HeaderValue]);
   return pairs;
+}
+
+/** Whether Node's writeHead takes this status and these headers, checked as it checks them (the status before any header). */
+function takenByNode(statusCode: unknown, pairs: ReadonlyArray<[string, HeaderValue]>): boolean {
+  const status = (statusCode as number) | 0;
+  if (status < 100 || status > 999) return false;
+  try {
+    for (const [name, value] of pairs) {
+      http.validateHeaderName(name);
+      http.validateHeaderValue(name, value as string);
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether writeHead's headers argument declares an event stream; allocates nothing, as it runs on every response given headers. */
@@ -80,7 +95,8 @@ function noticeEventStream(res: ServerResponse): void {
 // when the producer starts its head, before any layer's writeHead hook (a compressor's) runs.
 function streamSetHeader(this: ServerResponse, name: string, value: HeaderValue): ServerResponse {
   const watch = watches.get(this)!;
-  if (typeof name === 'string') {
+  // An undefined value goes to Node as it is, which refuses it.
+  if (typeof name === 'string' && value !== undefined) {
     const rewritten = watch.hooks.rewrite(name.toLowerCase(), value);
     if (rewritten === undefined) return this;
     value = rewritten;
@@ -130,10 +146,14 @@ function foldHeadersArgument(res: ServerResponse, args: unknown[]): void {
   if (headers === null || typeof headers !== 'object') return;
   // Only for an event stream, or a response of a guard() that this argument makes one.
   if (!watches.has(res) && !(declaresEventStream(headers) && markOf(res) !== undefined && !isClaimedBySse(res))) return;
+  const pairs = headerPairs(headers);
+  // A head Node refuses is left to Node, which throws as it would without the guard: folded, its
+  // headers would stay set for the response the producer sends instead (an error page, say).
+  if (!takenByNode(args[0], pairs)) return;
   // One setHeader per name, a repeated one's values gathered (appendHeader is missing on HTTP/2
   // before Node 20.12): as Node does, they replace an earlier value of that name.
   const byName = new Map<string, [string, HeaderValue[]]>();
-  for (const [name, value] of headerPairs(headers)) {
+  for (const [name, value] of pairs) {
     const lower = name.toLowerCase();
     const entry = byName.get(lower);
     if (entry === undefined) byName.set(lower, [name, [value]]);

@@ -10,6 +10,8 @@ import { pipe as pipeSource, type PipeItem, type PipeOptions } from './pipe.js';
 import { relay as relayUpstream, type RelayOptions, type Upstream } from './relay.js';
 import type { Source } from './source.js';
 import { describe } from '../core/describe.js';
+import { queuedBehind } from '../core/queued.js';
+import { urlOf } from '../core/url.js';
 
 /** The per-request settings a stream runs with (resolved from SseOptions by sse()). */
 export interface StreamSettings {
@@ -124,12 +126,14 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     this.lastEventId = typeof header === 'string' && header !== '' ? decodeLastEventId(header) : undefined;
 
     res.on('close', this.#onResponseClose);
+    const socket = this.#socket;
+    if (queuedBehind(res, socket)) socket.once('close', this.#onResponseClose);
     // HTTP/2 streams share one socket: there the response's own 'drain' is the signal.
-    (this.#socket ?? res).on('drain', this.#onSocketDrain);
+    (socket ?? res).on('drain', this.#onSocketDrain);
     open.add(this);
     if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
-    if (res.destroyed) this[closeWith]('client');
+    if (res.destroyed || (queuedBehind(res, socket) && socket.destroyed)) this[closeWith]('client');
   }
 
   /** Aborted when the client goes away or the stream closes. */
@@ -310,7 +314,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     counters.slowConsumerDrops++;
     // Closed before the logger hears of it: whatever the logger does, the client is dropped.
     this[closeWith]('slow-consumer');
-    this.#settings.logger?.('slow-consumer', { bufferedBytes, maxBufferedBytes });
+    this.#settings.logger?.('slow-consumer', { url: urlOf(this.#res.req), bufferedBytes, maxBufferedBytes });
     return false;
   }
 
@@ -321,6 +325,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     (this.#socket ?? this.#res).off('drain', this.#onSocketDrain);
+    this.#socket?.off('close', this.#onResponseClose);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
     else if (reason !== 'client' && !res.writableEnded) res.end();

@@ -1,0 +1,67 @@
+// An event stream pipelined behind a slower response on one HTTP/1.1 connection, whose client leaves
+// before the stream's turn. Node 20 never closes such a response (only its request hears of it), so a
+// stream that waited for the response's 'close' stayed open for good: counted in stats(), beating into
+// a response that would never be sent, its 'close' listeners never called, and every shutdown() held
+// for its grace period.
+import type { ServerResponse } from 'node:http';
+import express from 'express';
+import { guard, sse, stats, type CloseReason } from '../src/index';
+import { rawRequest } from './helpers/raw';
+import { cleanupAfterEach, listen, waitFor, type TestServer } from './helpers/server';
+
+const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+
+describe('a stream pipelined behind a slow response, whose client leaves before its turn', () => {
+  let srv: TestServer;
+  // The slow responses, answered only when the test is over: the stream behind one waits for good.
+  const held: ServerResponse[] = [];
+  const reasons: CloseReason[] = [];
+  let started = 0;
+  const cleanups = cleanupAfterEach();
+
+  beforeAll(async () => {
+    const app = express();
+    app.get('/slow', (_req, res) => void held.push(res));
+    const onStream = (_req: unknown, res: express.Response): void => {
+      started++;
+      res.sse.on('close', (reason) => reasons.push(reason));
+    };
+    app.get('/sse', sse(), onStream);
+    // Its setup outlasts the client: the stream is made once the connection is gone.
+    app.get('/sse-late', (req, _res, next) => void req.socket.once('close', () => next()), sse(), onStream);
+    const guarded = (_req: unknown, res: express.Response): void => {
+      started++;
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('data: hello\n\n');
+    };
+    app.get('/guarded', guard({ heartbeat: 20 }), guarded);
+    app.get('/guarded-late', guard({ heartbeat: 20 }), (req, res) => void req.socket.once('close', () => guarded(req, res)));
+    srv = await listen(app);
+  });
+
+  afterAll(async () => {
+    for (const res of held) res.end();
+    await srv.close();
+  });
+
+  it.each([
+    ['sse(), the stream made while its turn is awaited', '/sse', ['client']],
+    ['sse(), the stream made after the client left', '/sse-late', ['client']],
+    ['guard(), the stream made while its turn is awaited', '/guarded', []],
+    ['guard(), the stream made after the client left', '/guarded-late', []],
+  ])('%s: closes, and leaves stats()', async (_name, path, heard) => {
+    const openBefore = stats().open;
+    const startedBefore = started;
+    reasons.length = 0;
+    const client = await rawRequest(srv.port, GET('/slow') + GET(path));
+    cleanups.push(() => client.close());
+    if (!path.endsWith('-late')) {
+      await waitFor('the stream', () => started === startedBefore + 1 && stats().open === openBefore + 1);
+    }
+    client.close();
+    await waitFor('the stream to be made', () => started === startedBefore + 1);
+    // Never, before: the response stays queued behind one that is never answered.
+    await waitFor('stats().open back where it was', () => stats().open === openBefore, 2000);
+    expect(reasons).toEqual(heard);
+  });
+});

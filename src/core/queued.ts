@@ -1,0 +1,10 @@
+// An HTTP/1.1 response queued behind another on its connection (pipelining) has no socket until its
+// turn. If the connection closes before then, Node 20 emits 'close' on its request only: the
+// response never closes and is never marked destroyed, so a stream on it listens to the connection.
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** Whether `res` waits behind another response on `socket`, its connection (null on HTTP/2, where streams are not queued). */
+export function queuedBehind(res: ServerResponse, socket: Socket | null): socket is Socket {
+  return socket !== null && res.socket == null;
+}
