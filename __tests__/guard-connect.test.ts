@@ -12,21 +12,25 @@ import { createParser } from 'eventsource-parser';
 import { guard } from '../src/index';
 import { listen, type TestServer } from './helpers/server';
 
-/** A producer as libraries write one: its head, then (after `waitMs`, or at once) one event. */
+/** A producer as libraries write one: its head, then (after `waitMs`, or at once) one event; it ends 300 ms after its head. */
 function producer(waitMs: number | undefined, first: string, status = 200) {
   return (_req: IncomingMessage, res: ServerResponse): void => {
     res.writeHead(status, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
-    const write = (): void => {
-      res.write(first);
-      res.end();
-    };
+    const timers: NodeJS.Timeout[] = [];
+    res.on('close', () => timers.forEach(clearTimeout));
     if (waitMs === undefined) {
-      write();
+      // Open a while after it: the line must not come after the producer's first byte either.
+      res.write(first);
+      timers.push(setTimeout(() => res.end(), 300));
       return;
     }
     res.flushHeaders();
-    const timer = setTimeout(write, waitMs);
-    res.on('close', () => clearTimeout(timer));
+    timers.push(
+      setTimeout(() => {
+        res.write(first);
+        res.end();
+      }, waitMs),
+    );
   };
 }
 

@@ -3,6 +3,7 @@
 // is flushed after every write, with the write callbacks compression 1.8 drops still called.
 import compression from 'compression';
 import type { RequestHandler } from 'express';
+import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { guard, shutdown, stats, type GuardReason } from '../src/index';
 import { collect } from '../src/testing';
@@ -11,19 +12,19 @@ import { exchange } from './helpers/raw';
 import { stalledClient } from './helpers/raw';
 import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
-// A producer that ignores backpressure: 64 KiB every 5 ms, up to 8 MiB, whatever write() returns.
-const flood: RequestHandler = (_req, res) => {
+// A producer that ignores backpressure: a block (64 KiB) every 5 ms, 128 of them, whatever write() returns.
+const floodOf = (block: () => string): RequestHandler => (_req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-  const block = `data: ${'x'.repeat(65536 - 8)}\n\n`;
   let n = 0;
   const timer = setInterval(() => {
     if (res.destroyed || ++n > 128) return clearInterval(timer);
-    res.write(block);
+    res.write(block());
   }, 5);
   res.on('close', () => clearInterval(timer));
   floods.push(res);
 };
 const floods: ServerResponse[] = [];
+const flood = floodOf(() => `data: ${'x'.repeat(65536 - 8)}\n\n`);
 
 describe.each(expressVersions)('guarded streams in operation (%s)', (_name, express) => {
   let srv: TestServer;
@@ -77,7 +78,22 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
     const flushing = express.Router();
     flushing.use(guard({ compression: 'flush', heartbeat: false, logger }));
     flushing.get('/callbacks', callbackProducer('guarded'));
+    // Its head out, no body byte: the connect line is all the client can get (no heartbeat here).
+    flushing.get('/head-only', (_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.flushHeaders();
+    });
     app.use('/flushing', flushing);
+    // The same, beating, cutting at 256 KiB: what the guard writes of its own must be flushed too.
+    const flushingLive = express.Router();
+    flushingLive.use(guard({ compression: 'flush', heartbeat: 50, maxBufferedBytes: 262144 }));
+    flushingLive.get('/quiet', (_req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.write('data: hi\n\n');
+    });
+    // Incompressible, so that the backlog is the compressor's and the socket's, not zlib's gain.
+    flushingLive.get('/flood', floodOf(() => `data: ${randomBytes(48_000).toString('base64')}\n\n`));
+    app.use('/flushing-live', flushingLive);
     app.get('/control/callbacks', callbackProducer('control'));
     srv = await listen(app);
 
@@ -183,6 +199,37 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
     } finally {
       client.close();
     }
+  });
+
+  describe('with a compressor engaged', () => {
+    const gzip = { 'accept-encoding': 'gzip' };
+
+    it('flushes each heartbeat to the client while the stream is open', async () => {
+      const result = await collect(`${srv.url}/flushing-live/quiet`, { timeout: 800, headers: gzip });
+      expect(result.headers['content-encoding']).toBe('gzip');
+      expect(result.ended).toBe(false);
+      // Every 50 ms: held in zlib until the end, none would arrive.
+      expect(result.comments.length).toBeGreaterThanOrEqual(3);
+    });
+
+    it('flushes the connect line to a client whose producer sent only its head', async () => {
+      const result = await collect(`${srv.url}/flushing/head-only`, { timeout: 800, headers: gzip });
+      expect(result.headers['content-encoding']).toBe('gzip');
+      expect(result.events).toEqual([]);
+      expect(result.comments).toEqual(['']);
+    });
+
+    it('cuts a client that stops reading once maxBufferedBytes is passed, the bytes in the compressor counted', async () => {
+      const drops = stats().slowConsumerDrops;
+      const client = await stalledClient(srv.port, '/flushing-live/flood', gzip);
+      try {
+        // Never, when the compressor's backlog goes uncounted: the socket's own stays small.
+        await waitFor('the slow consumer to be cut', () => floods.at(-1)!.destroyed, 5000);
+        expect(stats().slowConsumerDrops).toBe(drops + 1);
+      } finally {
+        client.close();
+      }
+    });
   });
 
   it('control: compression drops the write callbacks, and a producer awaiting them stalls', async () => {

@@ -8,10 +8,11 @@ export interface StalledClient {
   close(): void;
 }
 
-export function stalledClient(port: number, path: string): Promise<StalledClient> {
+export function stalledClient(port: number, path: string, headers: Record<string, string> = {}): Promise<StalledClient> {
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port }, () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${extra}\r\n`);
       // Let the response headers arrive before pausing, so the server has flushed its head.
       socket.once('data', () => {
         socket.pause();
