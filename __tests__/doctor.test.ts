@@ -21,6 +21,14 @@ beforeAll(async () => {
   app.get('/compressed/naive', naiveSse());
   app.get('/compressed/guarded', guardedSse());
   app.get('/compressed/flushed', guardedSse({ compression: 'flush' }));
+  // Content-Type sent twice: a browser reads the last, and takes the stream.
+  app.get('/type-twice', (_req, res) => {
+    res.setHeader('Content-Type', ['text/html', 'text/event-stream']);
+    res.setHeader('Cache-Control', 'no-cache');
+    res.write('data: hi\n\n');
+    const timer = setInterval(() => res.write('data: more\n\n'), 200);
+    res.on('close', () => clearInterval(timer));
+  });
   server = await listen(app);
 });
 
@@ -88,6 +96,12 @@ describe('the doctor raises no false alarm', () => {
 
   it('for a hand-written stream with nothing in front', async () => {
     const { diagnosis } = await run('/naive');
+    expect(diagnosis).toMatchObject({ verdict: 'healthy', findings: [] });
+  });
+
+  it('for a stream whose Content-Type is sent twice, the last one text/event-stream (read as a browser reads it)', async () => {
+    const { result, diagnosis } = await run('/type-twice', 800);
+    expect(result.main.headers['content-type']).toBe('text/html, text/event-stream');
     expect(diagnosis).toMatchObject({ verdict: 'healthy', findings: [] });
   });
 });

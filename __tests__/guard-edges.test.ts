@@ -172,6 +172,31 @@ describe('guard() on HTTP/2 behind an engaged compressor, a write after the clie
   });
 });
 
+describe('guard() on HTTP/2, a status the compat writeHead takes as it is', () => {
+  // It sends 200 for these, and sets writeHead's headers where no setHeader of the guard's sees them:
+  // only the guard's own folding recognises the type.
+  it.each([undefined, Number.NaN, 0])('guards writeHead(%p, headers) as writeHead(200, headers)', async (status) => {
+    const { session, close } = await http2Through([guard({ heartbeat: false })], (res) => {
+      res.writeHead(status as number, { 'Content-Type': 'text/event-stream' });
+      res.end('data: one\n\n');
+    });
+    try {
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const req = session.request({ ':path': '/', accept: 'text/event-stream' });
+        req.on('response', resolve);
+        req.on('error', reject);
+        req.resume();
+        req.end();
+      });
+      expect(headers[':status']).toBe(200);
+      expect(headers['x-accel-buffering']).toBe('no');
+      expect(headers['cache-control']).toBe('no-transform');
+    } finally {
+      await close();
+    }
+  });
+});
+
 // shutdown() is final for the process: these run last.
 describe('guard() on HTTP/2, a producer that writes its head after the client left', () => {
   it('leaves no stream behind in stats() (an HTTP/2 compat response has no `destroyed`)', async () => {

@@ -1,6 +1,7 @@
 // Which Content-Type values make an event stream is the browser's call: Chromium's EventSource is
-// asked for each spelling, and guard() must guard exactly those it accepts (a list, or the header
-// sent twice, is read as Fetch reads it: the last type that parses decides).
+// asked for each of these well-formed spellings, and guard() must guard exactly those it accepts (a
+// list, or the header sent twice, is read as Fetch reads it: the last type that parses decides).
+// Malformed entries (a space right after the subtype, say) Chromium reads by rules of its own.
 import type { OutgoingHttpHeader } from 'node:http';
 import express from 'express';
 import { chromium, type Browser } from 'playwright-core';

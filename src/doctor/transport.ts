@@ -98,7 +98,7 @@ function proxyAuthorization(proxy: URL): Record<string, string> {
   return { 'proxy-authorization': `Basic ${Buffer.from(credentials).toString('base64')}` };
 }
 
-function flatten(headers: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): Record<string, string> {
+function flatten(headers: http.IncomingHttpHeaders | http2.IncomingHttpHeaders | NodeJS.Dict<string[]>): Record<string, string> {
   const flat: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value !== undefined && !name.startsWith(':')) flat[name] = Array.isArray(value) ? value.join(', ') : String(value);
@@ -129,7 +129,8 @@ export function request(target: URL, headers: Record<string, string>, proxy: Pro
     req.on('socket', watchSocket);
     req.on('error', fail);
     req.on('response', (res) =>
-      handlers.onResponse({ status: res.statusCode ?? 0, statusText: res.statusMessage, protocol: `HTTP/${res.httpVersion}`, headers: flatten(res.headers), body: res }),
+      // Every value of a header sent more than once: Node's res.headers keeps only the first Content-Type.
+      handlers.onResponse({ status: res.statusCode ?? 0, statusText: res.statusMessage, protocol: `HTTP/${res.httpVersion}`, headers: flatten(res.headersDistinct), body: res }),
     );
     req.end();
   };

@@ -35,14 +35,21 @@ function headerPairs(headers: OutgoingHttpHeaders | readonly unknown[]): Array<[
   return pairs;
 }
 
-/** Whether Node's writeHead takes this status and these headers, checked as it checks them (the status before any header). */
-function takenByNode(statusCode: unknown, pairs: ReadonlyArray<[string, HeaderValue]>): boolean {
-  const status = (statusCode as number) | 0;
+/**
+ * Whether Node's HTTP/1 writeHead takes this call, checked as it checks it: the status, the reason
+ * phrase, a flat array's length, then each header name and value (each of an array's). HTTP/2's
+ * compat writeHead takes any status and sets its headers before checking anything: always folded.
+ */
+function takenByNode(res: ServerResponse, args: unknown[], headers: OutgoingHttpHeaders | readonly unknown[], pairs: ReadonlyArray<[string, HeaderValue]>): boolean {
+  if (!(res instanceof http.ServerResponse)) return true;
+  const status = (args[0] as number) | 0;
   if (status < 100 || status > 999) return false;
+  if (Array.isArray(headers) && !Array.isArray(headers[0]) && headers.length % 2 !== 0) return false;
   try {
+    if (typeof args[1] === 'string') http.validateHeaderValue('reason phrase', args[1]);
     for (const [name, value] of pairs) {
       http.validateHeaderName(name);
-      http.validateHeaderValue(name, value as string);
+      for (const one of Array.isArray(value) ? value : [value]) http.validateHeaderValue(name, one as string);
     }
     return true;
   } catch {
@@ -149,7 +156,7 @@ function foldHeadersArgument(res: ServerResponse, args: unknown[]): void {
   const pairs = headerPairs(headers);
   // A head Node refuses is left to Node, which throws as it would without the guard: folded, its
   // headers would stay set for the response the producer sends instead (an error page, say).
-  if (!takenByNode(args[0], pairs)) return;
+  if (!takenByNode(res, args, headers, pairs)) return;
   // One setHeader per name, a repeated one's values gathered (appendHeader is missing on HTTP/2
   // before Node 20.12): as Node does, they replace an earlier value of that name.
   const byName = new Map<string, [string, HeaderValue[]]>();
