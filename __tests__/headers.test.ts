@@ -7,7 +7,8 @@ import request from 'supertest';
 import { sse, SseGuardError, stats } from '../src/index';
 import { collect } from '../src/testing';
 import { expressVersions } from './helpers/express';
-import { listen, type TestServer } from './helpers/server';
+import { rawRequest } from './helpers/raw';
+import { listen, sleep, type TestServer } from './helpers/server';
 
 // ms until EventSource's `open`, or undefined when it did not fire within `ms`.
 function timeToOpen(url: string, ms: number): Promise<number | undefined> {
@@ -72,6 +73,29 @@ describe.each(expressVersions)('response headers (%s)', (_name, express) => {
     });
     expect(result.headers['content-encoding']).toBeUndefined();
     expect(result.headers['content-length']).toBeUndefined();
+  });
+
+  // RFC 9112 § 9.6: the server closes after the response. An explicit keep-alive overrides Node's choice.
+  it.each([
+    ['a client that asked to close', { connection: 'close' }, 0],
+    ["the connection's last request (server.maxRequestsPerSocket)", {}, 1],
+  ])('sends Connection: close to %s, and closes the connection after the stream', async (_who, headers, maxRequestsPerSocket) => {
+    const before = srv.server.maxRequestsPerSocket;
+    srv.server.maxRequestsPerSocket = maxRequestsPerSocket;
+    try {
+      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+      const exchange = await rawRequest(srv.port, `GET /custom HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
+      try {
+        // Never, when it says keep-alive: the connection waits for a next request.
+        await Promise.race([exchange.ended, sleep(2000).then(() => Promise.reject(new Error('the connection is still open after 2 s')))]);
+        expect(exchange.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n(?:[^\r]+\r\n)*Connection: close\r\n/);
+        expect(exchange.text()).not.toMatch(/keep-alive/i);
+      } finally {
+        exchange.close();
+      }
+    } finally {
+      srv.server.maxRequestsPerSocket = before;
+    }
   });
 
   it("sends Cache-Control: no-cache alone in 'flush' mode, since no-transform would make compression skip", async () => {

@@ -2,12 +2,13 @@
 // before the stream's turn. Node 20 never closes such a response (only its request hears of it), so a
 // stream that waited for the response's 'close' stayed open for good: counted in stats(), beating into
 // a response that would never be sent, its 'close' listeners never called, and every shutdown() held
-// for its grace period.
+// for its grace period. And a stream made while queued must leave the connection's idle timer to the
+// response ahead until its turn.
 import type { ServerResponse } from 'node:http';
 import express from 'express';
 import { guard, sse, stats, type CloseReason } from '../src/index';
 import { rawRequest } from './helpers/raw';
-import { cleanupAfterEach, listen, waitFor, type TestServer } from './helpers/server';
+import { cleanupAfterEach, listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
 
@@ -63,5 +64,60 @@ describe('a stream pipelined behind a slow response, whose client leaves before 
     // Never, before: the response stays queued behind one that is never answered.
     await waitFor('stats().open back where it was', () => stats().open === openBefore, 2000);
     expect(reasons).toEqual(heard);
+  });
+});
+
+// The same queue, the response ahead hung: the connection's idle timer (server.timeout) is that
+// response's until the stream's turn. Cleared by the stream as it was made, it never cut the hung one.
+describe('a stream pipelined behind a response that hangs, on a server with an idle timeout', () => {
+  let srv: TestServer;
+  const held: ServerResponse[] = [];
+
+  beforeAll(async () => {
+    const app = express();
+    app.get('/hang', (_req, res) => void held.push(res));
+    app.get('/json', (_req, res) => void res.json({ ok: true }));
+    app.get('/slow', (_req, res) => void setTimeout(() => res.json({ ok: true }), 100));
+    // Quiet streams: only a disarmed idle timer lets them live past 500 ms.
+    app.get('/sse-quiet', sse({ heartbeat: false }), () => {});
+    app.get('/guarded-quiet', guard({ heartbeat: false }), (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('data: hello\n\n');
+    });
+    app.get('/sse', sse(), () => {});
+    app.get('/guarded', guard(), (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('data: hello\n\n');
+    });
+    srv = await listen(app);
+    srv.server.setTimeout(500);
+  });
+
+  afterAll(async () => {
+    for (const res of held) res.end();
+    await srv.close();
+  });
+
+  it.each(['/json', '/sse', '/guarded'])('behind it, %s leaves the connection to be cut by the timeout', async (path) => {
+    const openBefore = stats().open;
+    const client = await rawRequest(srv.port, GET('/hang') + GET(path));
+    try {
+      // Never, before: the stream cleared the timer the hung response ahead was to be cut by.
+      await Promise.race([client.ended, new Promise((_, reject) => setTimeout(() => reject(new Error('not cut within 3 s')), 3000).unref())]);
+    } finally {
+      client.close();
+    }
+    await waitFor('stats().open back where it was', () => stats().open === openBefore, 2000);
+  });
+
+  it.each(['/sse-quiet', '/guarded-quiet'])('%s, once its turn comes, clears the timer for itself', async (path) => {
+    const client = await rawRequest(srv.port, GET('/slow') + GET(path));
+    try {
+      const cut = await Promise.race([client.ended.then(() => true), sleep(1500).then(() => false)]);
+      expect(cut).toBe(false);
+      expect(client.text()).toMatch(/HTTP\/1\.1 200 OK[^]*HTTP\/1\.1 200 OK/);
+    } finally {
+      client.close();
+    }
   });
 });

@@ -2,6 +2,7 @@
 // one, rewritten by map, and cancelled when the client leaves.
 import http from 'node:http';
 import express from 'express';
+import { Agent } from 'undici';
 import { sse, SseGuardError, type SseStream } from '../src/index';
 import { collect } from '../src/testing';
 import { listen, sleep, waitFor, type TestServer } from './helpers/server';
@@ -192,6 +193,29 @@ describe('relay()', () => {
     expect(got.events.map((e) => e.data)).toEqual(['first']);
     await waitFor('the upstream request to close', () => upstream.requests[0]?.closed === true, 1000);
     expect((await outcome)?.value).toBe(1);
+  });
+
+  // README: relay() waits on an upstream gone quiet; the recipe bounds the wait with fetch's bodyTimeout.
+  it('rejects once an upstream gone quiet outlasts the bodyTimeout of the dispatcher fetch was given', async () => {
+    const dispatcher = new Agent({ bodyTimeout: 300 });
+    try {
+      current = (stream) => fetch(`${up.url}/silent`, { dispatcher } as RequestInit).then((response) => stream.relay(response));
+      const got = await collect(`${down.url}/relay`, { timeout: 3000 });
+      expect(got.events.map((e) => e.data)).toEqual(['first']);
+      // The route closes the stream when the relay settles.
+      expect(got.ended).toBe(true);
+      // fetch's own error, as for an upstream cut (the body timeout closed the connection).
+      expect((await outcome)?.error).toMatchObject({ name: 'TypeError', message: 'terminated' });
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
+  it('control: without it, the relay of an upstream gone quiet is still waiting', async () => {
+    current = from('/silent');
+    const got = await collect(`${down.url}/relay`, { timeout: 1500 });
+    expect(got.events.map((e) => e.data)).toEqual(['first']);
+    expect(got.ended).toBe(false);
   });
 
   it('cancels the upstream body itself, without the signal passed to fetch', async () => {

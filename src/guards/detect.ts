@@ -1,5 +1,7 @@
 // Detects what sits upstream of the stream on this request: request-timeout middleware and compression.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { queuedBehind } from '../core/queued.js';
 import type { SseLogger } from '../core/types.js';
 import { urlOf } from '../core/url.js';
 
@@ -32,9 +34,21 @@ export function findTimeoutMiddleware(req: IncomingMessage, res: ServerResponse,
 }
 
 /** Cancels the timers of the middleware found; the socket's idle timer is cleared by the caller. */
-export function disarmTimeoutMiddleware(req: IncomingMessage, found: readonly TimeoutMiddleware[]): void {
+export function disarmTimeoutMiddleware(req: IncomingMessage, res: ServerResponse, found: readonly TimeoutMiddleware[]): void {
   if (found.includes('connect-timeout')) (req as TimeoutRequest & { clearTimeout(): void }).clearTimeout();
-  if (found.includes('express-timeout-handler')) req.socket.setTimeout(0);
+  if (found.includes('express-timeout-handler')) onOwnSocket(req, res, (socket) => socket.setTimeout(0));
+}
+
+/**
+ * Runs `change` on the response's connection once the response owns it: at once, or, for one queued
+ * behind another (HTTP/1.1 pipelining), when its turn comes. Until then the connection's idle timer
+ * and its settings are the response ahead's: cleared now, a response ahead that hangs would never be cut.
+ */
+export function onOwnSocket(req: IncomingMessage, res: ServerResponse, change: (socket: Socket) => void): void {
+  if (req.httpVersionMajor !== 1) return;
+  const socket = req.socket;
+  if (queuedBehind(res, socket)) res.once('socket', () => change(socket));
+  else change(socket);
 }
 
 /**
@@ -54,11 +68,10 @@ export function contentEncoding(res: ServerResponse): string | undefined {
 }
 
 /** Clears the socket's idle timer (server.timeout, socket.setTimeout), which would cut a quiet stream, and says so. HTTP/1 only: an HTTP/2 stream shares its socket. */
-export function disarmSocketTimeout(req: IncomingMessage, logger: SseLogger | undefined): void {
-  if (req.httpVersionMajor !== 1) return;
-  const socket = req.socket;
-  if (socket.timeout !== undefined && socket.timeout > 0) {
+export function disarmSocketTimeout(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined): void {
+  onOwnSocket(req, res, (socket) => {
+    if (socket.timeout === undefined || socket.timeout <= 0) return;
     logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
     socket.setTimeout(0);
-  }
+  });
 }

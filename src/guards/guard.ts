@@ -44,10 +44,10 @@ function withoutNoTransform(value: OutgoingHttpHeader): string | undefined {
 function disarmTimeouts(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined, since?: TimeoutMarks): void {
   const found = findTimeoutMiddleware(req, res, since);
   if (found.length > 0) {
-    disarmTimeoutMiddleware(req, found);
+    disarmTimeoutMiddleware(req, res, found);
     logger?.('timeout-disarmed', { url: urlOf(req), middleware: found });
   }
-  disarmSocketTimeout(req, logger);
+  disarmSocketTimeout(req, res, logger);
 }
 
 /** EventSource always asks for text/event-stream. */

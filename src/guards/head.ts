@@ -3,8 +3,11 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 export interface StreamHead {
   http1: OutgoingHttpHeaders;
-  /** `Connection: close`: an HTTP/1.0 response has no chunked framing, its body ends when the connection closes. */
-  http10: OutgoingHttpHeaders;
+  /**
+   * `Connection: close`: for HTTP/1.0 (no chunked framing, the body ends when the connection closes),
+   * a client that asked to close, or a connection's last request (`server.maxRequestsPerSocket`).
+   */
+  closing: OutgoingHttpHeaders;
   /** Without `Connection`: hop-by-hop headers are forbidden on HTTP/2. */
   http2: OutgoingHttpHeaders;
 }
@@ -20,7 +23,15 @@ export function streamHead(cacheControl: string, extra: Readonly<Record<string, 
     return head;
   };
   const common = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': cacheControl, 'X-Accel-Buffering': 'no' };
-  return { http1: merge({ ...common, Connection: 'keep-alive' }), http10: merge({ ...common, Connection: 'close' }), http2: merge(common) };
+  return { http1: merge({ ...common, Connection: 'keep-alive' }), closing: merge({ ...common, Connection: 'close' }), http2: merge(common) };
+}
+
+/**
+ * Whether Node keeps this HTTP/1.x response's connection open after it: an explicit
+ * `Connection: keep-alive` overrides Node's own choice, so it is sent only where Node would keep it.
+ */
+export function keepsConnection(res: ServerResponse): boolean {
+  return res.shouldKeepAlive && (res as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached !== true;
 }
 
 /**

@@ -2,9 +2,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseGuardError } from '../core/errors.js';
 import { claimForSse } from './claim.js';
-import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer } from './detect.js';
+import { contentEncoding, disarmTimeoutMiddleware, findTimeoutMiddleware, disarmSocketTimeout, hasCompressionLayer, onOwnSocket } from './detect.js';
 import { urlOf } from '../core/url.js';
-import { sendHead, streamHead } from './head.js';
+import { keepsConnection, sendHead, streamHead } from './head.js';
 import { resolveOptions } from './options.js';
 import { probePassThrough } from './passthrough.js';
 import { startProbe } from './probe.js';
@@ -85,7 +85,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
         );
         return;
       }
-      disarmTimeoutMiddleware(req, timeouts);
+      disarmTimeoutMiddleware(req, res, timeouts);
       logger?.('timeout-disarmed', { url: urlOf(req), middleware: timeouts });
     }
 
@@ -94,7 +94,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     const compressionLayer = hasCompressionLayer(res);
     // guard() leaves this response to sse().
     claimForSse(res);
-    sendHead(res, req.httpVersionMajor !== 1 ? head.http2 : req.httpVersionMinor === 0 ? head.http10 : head.http1);
+    sendHead(res, req.httpVersionMajor !== 1 ? head.http2 : req.httpVersionMinor !== 0 && keepsConnection(res) ? head.http1 : head.closing);
 
     const encoding = contentEncoding(res);
     if (compressionLayer) {
@@ -104,8 +104,8 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
     }
 
     // 5. No idle timer on the socket, no delay for small writes.
-    disarmSocketTimeout(req, logger);
-    if (req.httpVersionMajor === 1) req.socket.setNoDelay(true);
+    disarmSocketTimeout(req, res, logger);
+    onOwnSocket(req, res, (socket) => socket.setNoDelay(true));
 
     if (req.method === 'HEAD') {
       res.end();
