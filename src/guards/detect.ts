@@ -40,14 +40,14 @@ export function disarmTimeoutMiddleware(req: IncomingMessage, res: ServerRespons
 }
 
 /**
- * Runs `change` on the response's connection once the response owns it: at once, or, for one queued
- * behind another (HTTP/1.1 pipelining), when its turn comes. Until then the connection's idle timer
- * and its settings are the response ahead's: cleared now, a response ahead that hangs would never be cut.
+ * Runs `change` on the response's connection once the response owns it: at once (always on HTTP/2,
+ * whose streams are not queued), or, for one queued behind another (HTTP/1.1 pipelining), when its
+ * turn comes. Until then the connection's idle timer and its settings are the response ahead's:
+ * cleared now, a response ahead that hangs would never be cut.
  */
 export function onOwnSocket(req: IncomingMessage, res: ServerResponse, change: (socket: Socket) => void): void {
-  if (req.httpVersionMajor !== 1) return;
   const socket = req.socket;
-  if (queuedBehind(res, socket)) res.once('socket', () => change(socket));
+  if (req.httpVersionMajor === 1 && queuedBehind(res, socket)) res.once('socket', () => change(socket));
   else change(socket);
 }
 
@@ -69,6 +69,7 @@ export function contentEncoding(res: ServerResponse): string | undefined {
 
 /** Clears the socket's idle timer (server.timeout, socket.setTimeout), which would cut a quiet stream, and says so. HTTP/1 only: an HTTP/2 stream shares its socket. */
 export function disarmSocketTimeout(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined): void {
+  if (req.httpVersionMajor !== 1) return;
   onOwnSocket(req, res, (socket) => {
     if (socket.timeout === undefined || socket.timeout <= 0) return;
     logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });

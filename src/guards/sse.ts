@@ -105,7 +105,7 @@ export function sse<M extends EventMap, Req extends IncomingMessage>(
 
     // 5. No idle timer on the socket, no delay for small writes.
     disarmSocketTimeout(req, res, logger);
-    onOwnSocket(req, res, (socket) => socket.setNoDelay(true));
+    if (req.httpVersionMajor === 1) onOwnSocket(req, res, (socket) => socket.setNoDelay(true));
 
     if (req.method === 'HEAD') {
       res.end();
