@@ -34,6 +34,18 @@ describe.each(expressVersions)('response headers (%s)', (_name, express) => {
     // Sends nothing: the client must still see `open`.
     app.get('/quiet', sse(() => new Promise(() => {})));
     app.get('/custom', sse({ headers: { 'X-Stream': 'yes', 'Access-Control-Allow-Origin': '*' } }), (_req, res) => res.sse.close());
+    // The tutorials' header, given as an option.
+    app.get('/custom-keep-alive', sse({ headers: { Connection: 'keep-alive' } }), (_req, res) => res.sse.close());
+    // A server draining its connections marks each response before the routes run.
+    app.get(
+      '/draining',
+      (_req, res, next) => {
+        res.setHeader('Connection', 'close');
+        next();
+      },
+      sse(),
+      (_req, res) => res.sse.close(),
+    );
     app.get('/flush-mode', sse((stream) => stream.close(), { compression: 'flush' }));
     // The failure mode: headers go out with the first event, 1.5 s later.
     app.get('/lazy', (_req, res) => {
@@ -77,14 +89,16 @@ describe.each(expressVersions)('response headers (%s)', (_name, express) => {
 
   // RFC 9112 § 9.6: the server closes after the response. An explicit keep-alive overrides Node's choice.
   it.each([
-    ['a client that asked to close', { connection: 'close' }, 0],
-    ["the connection's last request (server.maxRequestsPerSocket)", {}, 1],
-  ])('sends Connection: close to %s, and closes the connection after the stream', async (_who, headers, maxRequestsPerSocket) => {
+    ['a client that asked to close', { connection: 'close' }, 0, '/custom'],
+    ["the connection's last request (server.maxRequestsPerSocket)", {}, 1, '/custom'],
+    ['a client that asked to close, whatever the headers option says', { connection: 'close' }, 0, '/custom-keep-alive'],
+    ['a response given Connection: close before sse() (a draining server)', {}, 0, '/draining'],
+  ])('sends Connection: close to %s, and closes the connection after the stream', async (_who, headers, maxRequestsPerSocket, path) => {
     const before = srv.server.maxRequestsPerSocket;
     srv.server.maxRequestsPerSocket = maxRequestsPerSocket;
     try {
       const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-      const exchange = await rawRequest(srv.port, `GET /custom HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
+      const exchange = await rawRequest(srv.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
       try {
         // Never, when it says keep-alive: the connection waits for a next request.
         await Promise.race([exchange.ended, sleep(2000).then(() => Promise.reject(new Error('the connection is still open after 2 s')))]);

@@ -12,26 +12,36 @@ export interface StreamHead {
   http2: OutgoingHttpHeaders;
 }
 
-/** The defaults, then the user's `headers` option; a later name replaces an earlier one in any case, as setHeader() would. */
+/**
+ * The defaults, then the user's `headers` option, then what no option may change (a closing head's
+ * `Connection: close`: Node closes the connection whatever it says); a later name replaces an
+ * earlier one in any case, as setHeader() would.
+ */
 export function streamHead(cacheControl: string, extra: Readonly<Record<string, string | number | readonly string[]>>): StreamHead {
-  const merge = (defaults: OutgoingHttpHeaders): OutgoingHttpHeaders => {
+  const merge = (defaults: OutgoingHttpHeaders, fixed: OutgoingHttpHeaders = {}): OutgoingHttpHeaders => {
     const head: OutgoingHttpHeaders = {};
-    for (const [name, value] of [...Object.entries(defaults), ...Object.entries(extra)]) {
+    for (const [name, value] of [...Object.entries(defaults), ...Object.entries(extra), ...Object.entries(fixed)]) {
       for (const key of Object.keys(head)) if (key.toLowerCase() === name.toLowerCase()) delete head[key];
       head[name] = value as OutgoingHttpHeaders[string];
     }
     return head;
   };
   const common = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': cacheControl, 'X-Accel-Buffering': 'no' };
-  return { http1: merge({ ...common, Connection: 'keep-alive' }), closing: merge({ ...common, Connection: 'close' }), http2: merge(common) };
+  return { http1: merge({ ...common, Connection: 'keep-alive' }), closing: merge(common, { Connection: 'close' }), http2: merge(common) };
 }
 
 /**
  * Whether Node keeps this HTTP/1.x response's connection open after it: an explicit
- * `Connection: keep-alive` overrides Node's own choice, so it is sent only where Node would keep it.
+ * `Connection: keep-alive` overrides Node's own choice, so it is sent only where Node would keep it
+ * and nothing before sse() (a server draining its connections) set `Connection: close`.
  */
 export function keepsConnection(res: ServerResponse): boolean {
-  return res.shouldKeepAlive && (res as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached !== true;
+  const set = res.getHeader('connection');
+  return (
+    res.shouldKeepAlive &&
+    (res as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached !== true &&
+    !(set !== undefined && /(?:^|,)[\t ]*close[\t ]*(?:,|$)/i.test(String(set)))
+  );
 }
 
 /**
