@@ -78,6 +78,15 @@ describe('a stream pipelined behind a response that hangs, on a server with an i
     app.get('/hang', (_req, res) => void held.push(res));
     app.get('/json', (_req, res) => void res.json({ ok: true }));
     app.get('/slow', (_req, res) => void setTimeout(() => res.json({ ok: true }), 100));
+    // Streams that end at once: what follows them on the connection has the timer again.
+    app.get('/sse-short', sse({ heartbeat: false }), (_req, res) => {
+      res.sse.send('one');
+      res.sse.close();
+    });
+    app.get('/guarded-short', guard({ heartbeat: false }), (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.end('data: one\n\n');
+    });
     // Quiet streams: only a disarmed idle timer lets them live past 500 ms.
     app.get('/sse-quiet', sse({ heartbeat: false }), () => {});
     app.get('/guarded-quiet', guard({ heartbeat: false }), (_req, res) => {
@@ -108,6 +117,27 @@ describe('a stream pipelined behind a response that hangs, on a server with an i
       client.close();
     }
     await waitFor('stats().open back where it was', () => stats().open === openBefore, 2000);
+  });
+
+  it.each(['/json', '/sse-short', '/guarded-short'])('a response that hangs behind %s is cut by the timeout', async (path) => {
+    const client = await rawRequest(srv.port, GET(path) + GET('/hang'));
+    try {
+      // Never, before: the stream cleared the connection's timer for good.
+      await Promise.race([client.ended, new Promise((_, reject) => setTimeout(() => reject(new Error('not cut within 3 s')), 3000).unref())]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it.each(['/sse-short', '/guarded-short'])("leaves an idle connection after %s to Node's keep-alive timer (5 s), not the 500 ms one", async (path) => {
+    const client = await rawRequest(srv.port, GET(path));
+    try {
+      const cut = await Promise.race([client.ended.then(() => true), sleep(1200).then(() => false)]);
+      expect(cut).toBe(false);
+      expect(client.text()).toMatch(/data: one\n\n/);
+    } finally {
+      client.close();
+    }
   });
 
   it.each(['/sse-quiet', '/guarded-quiet'])('%s, once its turn comes, clears the timer for itself', async (path) => {

@@ -71,8 +71,14 @@ export function contentEncoding(res: ServerResponse): string | undefined {
 export function disarmSocketTimeout(req: IncomingMessage, res: ServerResponse, logger: SseLogger | undefined): void {
   if (req.httpVersionMajor !== 1) return;
   onOwnSocket(req, res, (socket) => {
-    if (socket.timeout === undefined || socket.timeout <= 0) return;
-    logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout: socket.timeout });
+    const timeout = socket.timeout;
+    if (timeout === undefined || timeout <= 0) return;
+    logger?.('socket-timeout-disarmed', { url: urlOf(req), timeout });
     socket.setTimeout(0);
+    // The timer is the connection's: back once the stream ended, for a response queued behind it or
+    // a later request, where Node arms no keep-alive timer of its own (its 'finish' listener runs first).
+    res.once('finish', () => {
+      if (!socket.destroyed && socket.timeout === 0) socket.setTimeout(timeout);
+    });
   });
 }
