@@ -1,4 +1,5 @@
 import { createParser } from 'eventsource-parser';
+import express from 'express';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
@@ -17,7 +18,7 @@ import {
 import { collect, type Collected } from '../src/testing';
 import { autoIds, idsOf, serveChannel, slowReplayAdapter, type ChannelServer } from './helpers/channel';
 import { stalledClient } from './helpers/raw';
-import { cleanupAfterEach, sleep, waitFor } from './helpers/server';
+import { cleanupAfterEach, listen, sleep, waitFor } from './helpers/server';
 
 const cleanups = cleanupAfterEach();
 
@@ -257,6 +258,26 @@ describe('Channel: Last-Event-ID replay', () => {
     stream.close();
   });
 
+  it('sends a live event published while a replay is written even when its id repeats one of the replay', async () => {
+    const channel = new Channel({ history: 50 });
+    const app = express();
+    // Published as the client joins: its replay, larger than highWaterMark, is still being written.
+    app.get('/events', sse({ heartbeat: false, highWaterMark: 16 * 1024 }), (_req, res) => {
+      channel.subscribe(res.sse);
+      void channel.publish({ id: 'r1', data: 'live, an id the replay had' }).then(() => channel.publish({ id: 'after', data: 'live' }));
+    });
+    const srv = await listen(app);
+    cleanups.push(
+      () => srv.close(),
+      () => channel.close(),
+    );
+    await channel.publish({ id: 'start', data: 'seen' });
+    for (let n = 1; n <= 25; n++) await channel.publish({ id: `r${n % 5}`, data: 'x'.repeat(32 * 1024) });
+    const { events } = await collect(`${srv.url}/events`, { count: 27, timeout: 5000, headers: { 'Last-Event-ID': 'start' } });
+    expect(events).toHaveLength(27);
+    expect(events.slice(-2).map((e) => [e.id, e.data])).toEqual([['r1', 'live, an id the replay had'], ['after', 'live']]);
+  });
+
   describe('with an adapter whose since() is async', () => {
     // The replay waits for release(): the window in which live events race it.
     function slowAdapter(readHistory: 'before the wait' | 'after the wait') {
@@ -282,6 +303,24 @@ describe('Channel: Last-Event-ID replay', () => {
         const { events } = await client!;
         expect(idsOf(events)).toEqual(range(3, 10));
         expect(events.map((e) => JSON.parse(e.data).n)).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
+      },
+    );
+
+    it.each(['before the wait', 'after the wait'] as const)(
+      'sends once an event published during the fetch whose id repeats, and every later one (history read %s)',
+      async (readHistory) => {
+        const { adapter, release } = slowAdapter(readHistory);
+        const { channel, srv } = await setup({ history: 100, adapter });
+        await channel.publish({ id: 'a', data: '1' });
+        await channel.publish({ id: 'b', data: '2' });
+        const [client] = await subscribe(channel, srv, 1, 'a');
+        await channel.publish({ id: 'b', data: '3' });
+        release();
+        await sleep(20);
+        await channel.publish({ id: 'b', data: '4' });
+        await channel.close();
+        const { events } = await client!;
+        expect(events.map((e) => [e.id, e.data])).toEqual([['b', '2'], ['b', '3'], ['b', '4']]);
       },
     );
 
@@ -382,6 +421,20 @@ describe('Channel: resync', () => {
 describe('Channel: options', () => {
   it('refuses a resyncEvent name that could inject fields, when the channel is created', () => {
     expect(() => new Channel({ resyncEvent: 'a\nb' })).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_FIELD' }));
+  });
+
+  it('refuses a memoryAdapter() already serving another Channel, which would take its events', async () => {
+    const adapter = memoryAdapter();
+    const first = new Channel({ adapter });
+    cleanups.push(() => first.close());
+    expect(() => new Channel({ adapter })).toThrow(expect.objectContaining({ code: 'ERR_SSE_INVALID_OPTION', message: expect.stringContaining('one per channel') }));
+    // The first keeps its deliveries.
+    const srv = await serveChannel(first);
+    cleanups.push(() => srv.close());
+    const [client] = await subscribe(first, srv);
+    await first.publish({ data: 'still mine' });
+    await first.close();
+    expect((await client!).events.map((e) => e.data)).toEqual(['still mine']);
   });
 
   it('refuses a history that is not a non-negative integer', () => {

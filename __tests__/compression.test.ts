@@ -8,6 +8,21 @@ import { stalledClient } from './helpers/raw';
 import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 const BROWSER = 'gzip, deflate, br';
+const ITEMS = 50_000;
+
+/** `length` printable characters that zlib can hardly shrink, the same for the same seed. */
+function noiseOf(length: number, seed: number): string {
+  let s = '';
+  for (let i = 0; i < length; i++) s += String.fromCharCode(33 + ((seed = (seed * 48271) % 2147483647) % 90));
+  return s;
+}
+
+interface Piped {
+  stream: SseStream;
+  pulled: number;
+  pulledInFirstTurn: number;
+  sent: Promise<number> | undefined;
+}
 
 // The promptness rule every guarded route must pass and a held stream must fail: the first event
 // within a few hundred ms (a held one shows up only when the response ends, seconds later).
@@ -21,6 +36,7 @@ describe.each(expressVersions)('compression guard (%s)', (_name, express) => {
   const log: Array<[string, Record<string, unknown>]> = [];
   const written = new Map<string, number[]>();
   let lastStream: SseStream | undefined;
+  let piped: Piped | undefined;
 
   // Sends 5 events 150 ms apart, recording when each was written.
   const ticker = (key: string) => (stream: SseStream) => {
@@ -45,6 +61,20 @@ describe.each(expressVersions)('compression guard (%s)', (_name, express) => {
     app.get('/bypass-ticker', sse(ticker('bypass'), { logger }));
     app.get('/slow', sse({ compression: 'flush', highWaterMark: 16384, maxBufferedBytes: 262144 }), (_req, res) => {
       lastStream = res.sse;
+    });
+    // A sync source of 50 000 items of 1 KB behind compression: zlib takes writes in its own time.
+    app.get('/flush-pipe', sse({ compression: 'flush', highWaterMark: 16384, maxBufferedBytes: 262144 }), (_req, res) => {
+      const stream = res.sse;
+      const noise = Array.from({ length: 64 }, (_, k) => noiseOf(1000, k + 1));
+      piped = { stream, pulled: 0, pulledInFirstTurn: -1, sent: undefined };
+      const state = piped;
+      state.sent = stream.pipe((function* () {
+        for (let i = 0; i < ITEMS; i++) {
+          state.pulled++;
+          yield noise[i % noise.length]!;
+        }
+      })());
+      setImmediate(() => (state.pulledInFirstTurn = state.pulled));
     });
     // The failure mode: a hand-written stream that compression holds until the response ends.
     app.get('/naive', (_req, res) => {
@@ -115,16 +145,10 @@ describe.each(expressVersions)('compression guard (%s)', (_name, express) => {
       const reasons: string[] = [];
       stream.on('close', (reason) => reasons.push(reason));
       // Incompressible payload, so the compressed bytes really pile up in the socket.
-      let seed = 1;
-      const noise = (): string => {
-        let s = '';
-        for (let i = 0; i < 4096; i++) s += String.fromCharCode(33 + ((seed = (seed * 48271) % 2147483647) % 90));
-        return s;
-      };
       let sawFalse = false;
       let maxBuffered = 0;
       for (let i = 0; i < 5000 && !stream.closed; i++) {
-        if (!stream.send(noise())) sawFalse = true;
+        if (!stream.send(noiseOf(4096, i + 1))) sawFalse = true;
         maxBuffered = Math.max(maxBuffered, stream.bufferedBytes);
         if (i % 50 === 0) await sleep(1);
       }
@@ -132,6 +156,32 @@ describe.each(expressVersions)('compression guard (%s)', (_name, express) => {
       expect(reasons).toEqual(['slow-consumer']);
       // Bounded: the drop happens once the buffer passes maxBufferedBytes, give or take one event.
       expect(maxBuffered).toBeLessThan(262144 + 3 * 4096 + 16384);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("in 'flush' mode, pipe() pulls a sync source at zlib's pace: the event loop turns, and a client that stops reading stops the pulling", async () => {
+    piped = undefined;
+    const client = await stalledClient(srv.port, '/flush-pipe', { 'accept-encoding': 'gzip' });
+    try {
+      await waitFor('the pipe', () => piped !== undefined && piped.pulledInFirstTurn >= 0, 3000);
+      const state = piped!;
+      // zlib refuses writes once 16 KiB wait in it, and send() says so: pipe() waits for its drain
+      // (taken whole, all 50 000 would be pulled before the event loop could turn once).
+      expect(state.pulledInFirstTurn).toBeLessThan(200);
+      // Pulling goes on while the kernel's buffers take what zlib gives: it stops once they are full.
+      let settled = -1;
+      for (let i = 0; i < 40 && settled !== state.pulled; i++) {
+        settled = state.pulled;
+        await sleep(250);
+      }
+      expect(state.pulled).toBe(settled);
+      expect(settled).toBeLessThan(ITEMS);
+      expect(state.stream.closed).toBe(false);
+      expect(state.stream.bufferedBytes).toBeLessThanOrEqual(262144);
+      client.close();
+      await expect(state.sent).resolves.toBe(settled);
     } finally {
       client.close();
     }

@@ -8,8 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { guard, shutdown, stats, type GuardReason } from '../src/index';
 import { collect } from '../src/testing';
 import { expressVersions } from './helpers/express';
-import { exchange } from './helpers/raw';
-import { stalledClient } from './helpers/raw';
+import { exchange, rawRequest, stalledClient } from './helpers/raw';
 import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 // A producer that ignores backpressure: a block (64 KiB) every 5 ms, 128 of them, whatever write() returns.
@@ -24,6 +23,7 @@ const floodOf = (block: () => string): RequestHandler => (_req, res) => {
   floods.push(res);
 };
 const floods: ServerResponse[] = [];
+const bursts: number[] = [];
 const flood = floodOf(() => `data: ${'x'.repeat(65536 - 8)}\n\n`);
 
 describe.each(expressVersions)('guarded streams in operation (%s)', (_name, express) => {
@@ -93,6 +93,18 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
     });
     // Incompressible, so that the backlog is the compressor's and the socket's, not zlib's gain.
     flushingLive.get('/flood', floodOf(() => `data: ${randomBytes(48_000).toString('base64')}\n\n`));
+    // 8 MB in one turn of the event loop: zlib has taken none of it yet, and the socket is empty.
+    flushingLive.get('/burst', (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      const block = `data: ${randomBytes(3000).toString('base64')}\n\n`;
+      let written = 0;
+      while (written < 2000 && !res.destroyed) {
+        res.write(block);
+        written++;
+      }
+      bursts.push(written);
+      floods.push(res);
+    });
     app.use('/flushing-live', flushingLive);
     app.get('/control/callbacks', callbackProducer('control'));
     srv = await listen(app);
@@ -226,6 +238,24 @@ describe.each(expressVersions)('guarded streams in operation (%s)', (_name, expr
         // Never, when the compressor's backlog goes uncounted: the socket's own stays small.
         await waitFor('the slow consumer to be cut', () => floods.at(-1)!.destroyed, 5000);
         expect(stats().slowConsumerDrops).toBe(drops + 1);
+      } finally {
+        client.close();
+      }
+    });
+
+    it('cuts a producer that writes faster than zlib takes, in one turn of the event loop, the bytes waiting for zlib counted', async () => {
+      const drops = stats().slowConsumerDrops;
+      const count = bursts.length;
+      // The cut may come before zlib gave the socket anything, head included: a raw client.
+      const client = await rawRequest(srv.port, 'GET /flushing-live/burst HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n');
+      try {
+        await waitFor('the burst', () => bursts.length > count, 5000);
+        // Cut once zlib refused writes and 256 KiB more waited for it: never, when only the socket's
+        // backlog counts (all 8 MB then sit in zlib's queue, with the socket empty).
+        expect(bursts.at(-1)).toBeLessThan(200);
+        expect(floods.at(-1)!.destroyed).toBe(true);
+        expect(stats().slowConsumerDrops).toBe(drops + 1);
+        await client.ended;
       } finally {
         client.close();
       }

@@ -270,6 +270,55 @@ describe.each(expressVersions)('pipe() (%s)', (_name, express) => {
       await waitFor("the generator's finally", () => state.finalized, 1000);
     });
 
+    it('awaits items that are promises, as for await does, and a map that returns a promise', async () => {
+      let sent: Promise<number> | undefined;
+      srv.route((s) => {
+        const later = new Promise<string>((resolve) => setTimeout(() => resolve('later'), 20));
+        sent = s.pipe([Promise.resolve({ n: 1 }), later, 'plain'], {
+          end: true,
+          map: async (item) => (item === 'plain' ? undefined : { event: 'got', data: item }),
+        });
+      });
+      const got = await collect(`${srv.url}/t`, { timeout: 3000 });
+      expect(got.events.map((e) => [e.event, e.data])).toEqual([['got', '{"n":1}'], ['got', 'later']]);
+      await expect(sent).resolves.toBe(2);
+    });
+
+    it('a promise item that rejects rejects pipe() with its error, the items before it delivered and the source cancelled', async () => {
+      const boom = new Error('item boom');
+      let finalized = false;
+      let result: Promise<{ error?: unknown }> | undefined;
+      srv.route((s) => {
+        result = settle(s.pipe((function* () {
+          try {
+            yield 'one';
+            yield Promise.reject(boom);
+            yield 'never';
+          } finally {
+            finalized = true;
+          }
+        })())).finally(() => s.close());
+      });
+      const got = await collect(`${srv.url}/t`, { timeout: 3000 });
+      expect(got.events.map((e) => e.data)).toEqual(['one']);
+      expect((await result!).error).toBe(boom);
+      expect(finalized).toBe(true);
+    });
+
+    it('an async map that rejects rejects pipe() with its error', async () => {
+      const boom = new Error('async map boom');
+      let result: Promise<{ error?: unknown }> | undefined;
+      srv.route((s) => {
+        result = settle(s.pipe([1, 2, 3], { map: async (n) => {
+          if (n === 2) throw boom;
+          return { data: n };
+        } })).finally(() => s.close());
+      });
+      const got = await collect(`${srv.url}/t`, { timeout: 3000 });
+      expect(got.events.map((e) => e.data)).toEqual(['1']);
+      expect((await result!).error).toBe(boom);
+    });
+
     it('an item that cannot be serialized rejects with ERR_SSE_INVALID_FIELD and writes nothing of it', async () => {
       let result: Promise<{ error?: unknown }> | undefined;
       srv.route((s) => {
@@ -307,6 +356,27 @@ describe.each(expressVersions)('pipe() (%s)', (_name, express) => {
       const { error } = await result!;
       expect((error as SseGuardError).code).toBe('ERR_SSE_INVALID_OPTION');
       expect((error as Error).message).toContain(fix);
+    });
+
+    it('takes null options as none', async () => {
+      let sent: Promise<number> | undefined;
+      srv.route((s) => (sent = s.pipe(['a'], null as never).finally(() => s.close())));
+      const got = await collect(`${srv.url}/t`, { timeout: 3000 });
+      expect(got.events.map((e) => e.data)).toEqual(['a']);
+      await expect(sent).resolves.toBe(1);
+    });
+
+    it('rejects a ReadableStream already being read with ERR_SSE_INVALID_OPTION naming the fix', async () => {
+      let result: Promise<{ error?: unknown }> | undefined;
+      srv.route((s) => {
+        const source = new ReadableStream();
+        source.getReader();
+        result = settle(s.pipe(source)).finally(() => s.close());
+      });
+      await (await fetch(`${srv.url}/t`)).text();
+      const { error } = await result!;
+      expect((error as SseGuardError).code).toBe('ERR_SSE_INVALID_OPTION');
+      expect((error as Error).message).toContain('pass a fresh one');
     });
 
     it('rejects a map that is not a function', async () => {
@@ -403,6 +473,9 @@ describe('pipe() and relay() types', () => {
     const check = (stream: SseStream<Events>, chunks: AsyncIterable<{ text: string }>, upstream: Response): void => {
       void stream.pipe(chunks, { map: (chunk) => ({ event: 'delta', data: chunk.text }) });
       void stream.pipe(chunks, { map: () => ({ event: 'done', data: { tokens: 1 } }) });
+      void stream.pipe(chunks, { map: async (chunk) => ({ event: 'delta', data: chunk.text }) });
+      // @ts-expect-error an async map's events are checked too
+      void stream.pipe(chunks, { map: async (chunk) => ({ event: 'done', data: chunk.text }) });
       // @ts-expect-error an event the map does not have
       void stream.pipe(chunks, { map: (chunk) => ({ event: 'other', data: chunk.text }) });
       // @ts-expect-error data of the wrong type for the event

@@ -5,6 +5,7 @@ import express from 'express';
 import { Agent } from 'undici';
 import { sse, SseGuardError, type SseStream } from '../src/index';
 import { collect } from '../src/testing';
+import { stalledClient } from './helpers/raw';
 import { listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 // Everything the wire format has: ids, names, multi-line data, retry, comments, every line ending,
@@ -93,6 +94,13 @@ describe('relay()', () => {
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
       res.write('data: before the cut\n\n');
       setTimeout(() => req.socket.destroy(), 50);
+    },
+    // CR line ends only, the event's closing CR the last byte of its chunk, and the body's.
+    '/cr-only': (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('id: 1\rdata: one\r\r');
+      const timer = setTimeout(() => res.end('data: two\r\r'), 600);
+      res.on('close', () => clearTimeout(timer));
     },
     '/resume': (req, res) => {
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
@@ -272,6 +280,99 @@ describe('relay()', () => {
     };
     const got = await collect(`${down.url}/relay`, { timeout: 3000, headers: { 'last-event-id': '5' } });
     expect(got.events.map((e) => [e.id, e.data])).toEqual([['6', 'after 5']]);
+  });
+
+  it('relays an event whose CR line end closes its chunk at once, and the last one of a body ending in CR', async () => {
+    current = from('/cr-only');
+    const got = await collect(`${down.url}/relay`, { timeout: 3000 });
+    expect(got.events.map((e) => [e.id, e.data])).toEqual([['1', 'one'], [undefined, 'two']]);
+    // Held until the next chunk, 600 ms later, when the CR is taken as maybe half of a CRLF.
+    expect(got.events[0]!.at).toBeLessThan(400);
+    expect((await outcome)?.value).toBe(2);
+  });
+
+  it.each([
+    ['text', ['\uFEFFdata: first\n\n', 'data: second\n\n']],
+    ['bytes', [Buffer.from('\uFEFFdata: first\n\n'), Buffer.from('data: second\n\n')]],
+    ['text split after the BOM', ['\uFEFF', 'data: first\n\n', 'data: second\n\n']],
+  ])('skips the byte order mark opening a body of %s, and keeps its first event', async (_what, chunks) => {
+    current = (stream) => stream.relay(chunks as Array<string | Uint8Array>);
+    const got = await collect(`${down.url}/relay`, { timeout: 3000 });
+    expect(got.events.map((e) => e.data)).toEqual(['first', 'second']);
+  });
+
+  it("forwards an id-only block, which moves the client's Last-Event-ID without an event", async () => {
+    current = (stream) => stream.relay(['id: 1\ndata: a\n\n', 'id: 2\n\n', ': comment\nid\n\n', 'data: b\n\n']);
+    const body = await (await fetch(`${down.url}/relay`)).text();
+    expect(body).toBe(':\nid: 1\ndata: a\n\nid: 2\n\nid: \n\ndata: b\n\n');
+    expect((await outcome)?.value).toBe(2);
+  });
+
+  it.each([
+    ['retry fields', 'retry: 1000\n\n'],
+    ['id-only blocks', 'id: 7\n\n'],
+    ['events (control)', 'data: 1000\n\n'],
+  ])('waits for a client that stops reading, whatever the upstream sends: %s', async (_what, block) => {
+    let pulled = 0;
+    let stream: SseStream | undefined;
+    const reasons: string[] = [];
+    current = (s) => {
+      stream = s;
+      s.on('close', (reason) => reasons.push(reason));
+      return s.relay((function* () {
+        for (; pulled < 2000; pulled++) yield block.repeat(1000);
+      })());
+    };
+    const client = await stalledClient(down.port, '/relay');
+    try {
+      let settled = -1;
+      for (let i = 0; i < 40 && settled !== pulled; i++) {
+        settled = pulled;
+        await sleep(250);
+      }
+      expect(pulled).toBe(settled);
+      expect(pulled).toBeLessThan(2000);
+      // Sent regardless of the client, they would pile up past maxBufferedBytes: cut as a slow consumer.
+      expect(reasons).toEqual([]);
+      expect(stream!.closed).toBe(false);
+    } finally {
+      client.close();
+    }
+    await outcome;
+  });
+
+  it.each([
+    ['null', null, 'got null'],
+    ['undefined', undefined, 'got undefined'],
+    ['a number', 42, 'got number'],
+    ['a ReadableStream already being read', 'locked', 'already being read'],
+    ['a Response whose body was read', 'used', 'already being read'],
+  ])('rejects %s as the upstream with ERR_SSE_INVALID_OPTION naming what relay() takes', async (_what, upstreamArg, named) => {
+    current = async (stream) => {
+      let arg: unknown = upstreamArg;
+      if (upstreamArg === 'locked') {
+        const body = new ReadableStream<Uint8Array>();
+        body.getReader();
+        arg = body;
+      } else if (upstreamArg === 'used') {
+        const response = await fetch(`${up.url}/resume`);
+        await response.text();
+        arg = response;
+      }
+      return stream.relay(arg as Response);
+    };
+    const body = await (await fetch(`${down.url}/relay`)).text();
+    expect(body).toBe(':\n');
+    const { error } = (await outcome)!;
+    expect((error as SseGuardError).code).toBe('ERR_SSE_INVALID_OPTION');
+    expect((error as Error).message).toContain('relay() takes a fetch Response');
+    expect((error as Error).message).toContain(named);
+  });
+
+  it('takes null options as none', async () => {
+    current = (stream) => stream.relay(['data: a\n\n'], null as never);
+    const got = await collect(`${down.url}/relay`, { timeout: 3000 });
+    expect(got.events.map((e) => e.data)).toEqual(['a']);
   });
 
   it('rejects a map that is not a function before reading, and releases the upstream', async () => {

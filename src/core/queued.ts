@@ -8,3 +8,14 @@ import type { Socket } from 'node:net';
 export function queuedBehind(res: ServerResponse, socket: Socket | null): socket is Socket {
   return socket !== null && res.socket == null;
 }
+
+// An HTTP/2 compat response has no `destroyed` of its own: its stream has.
+type Http2Compat = { stream?: { destroyed: boolean } };
+
+/**
+ * Whether the client already left a response that a stream is about to take over: an earlier
+ * (async) middleware ran while it went, and its 'close' has fired, or never will (queued).
+ */
+export function goneBefore(res: ServerResponse, socket: Socket | null): boolean {
+  return res.destroyed === true || (res as Http2Compat).stream?.destroyed === true || (queuedBehind(res, socket) && socket.destroyed);
+}

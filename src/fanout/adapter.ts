@@ -1,5 +1,6 @@
 // The seam between a Channel and where its events live: in this process, or shared by many (Redis).
 import { randomInt } from 'node:crypto';
+import { SseGuardError } from '../core/errors.js';
 
 /** One stored event: its id and its serialized body (every field but `id:`, ending in the blank line). */
 export interface StoredEvent {
@@ -93,8 +94,12 @@ export function memoryAdapter(): ChannelAdapter {
   let kept = historyRing(0);
   // The newest id is known even with no history, so a client that missed nothing gets no resync.
   let newest: string | undefined;
+  let attached = false;
   return {
     attach(fn, size) {
+      // A second Channel would silently take the deliveries from the first.
+      if (attached) throw new SseGuardError('ERR_SSE_INVALID_OPTION', 'a memoryAdapter() serves one Channel; create one per channel.');
+      attached = true;
       deliver = fn;
       // One more than `history`: a client that missed `history` events reconnects with the id of
       // the event before them, and since() must still find it to replay them.

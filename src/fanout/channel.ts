@@ -30,6 +30,23 @@ interface Joining {
   // True while the adapter's since() has not answered: the queue then grows because of the adapter,
   // not the client, and is bounded by joinTimeout instead of the slow-consumer rule.
   fetching: boolean;
+  // How many events were queued by the time since() answered: only those can be in its answer too.
+  fetched: number;
+}
+
+const same = (a: StoredEvent, b: StoredEvent): boolean => a.id === b.id && a.body === b.body;
+
+// How many queued events the replay already holds: a live feed and a read of the log overlap where
+// the head of the queue repeats the tail of the replay. Matched by position and content, not by id
+// alone: ids may repeat (publish() takes the caller's), and a later event with an id seen in the
+// replay is new.
+function overlap(replay: StoredEvent[], queued: StoredEvent[], fetched: number): number {
+  for (let n = Math.min(replay.length, fetched); n > 0; n--) {
+    let k = 0;
+    while (k < n && same(replay[replay.length - n + k]!, queued[k]!)) k++;
+    if (k === n) return n;
+  }
+  return 0;
 }
 
 // Waits until the client took the buffered bytes: true, or false when it left meanwhile.
@@ -116,10 +133,10 @@ export class Channel<M extends EventMap = AnyEvents> {
       return;
     }
     if (!isThenable(missed)) {
-      void this.#catchUp(s, last, missed, { events: [], bytes: 0, fetching: false });
+      void this.#catchUp(s, last, missed, { events: [], bytes: 0, fetching: false, fetched: 0 });
       return;
     }
-    const waiting: Joining = { events: [], bytes: 0, fetching: true };
+    const waiting: Joining = { events: [], bytes: 0, fetching: true, fetched: 0 };
     this.#joining.set(s, waiting);
     // An adapter that never answers must not hold the client (and the live events queued for it) for ever.
     const timer = setTimeout(() => {
@@ -131,6 +148,7 @@ export class Channel<M extends EventMap = AnyEvents> {
       (events) => {
         clearTimeout(timer);
         waiting.fetching = false;
+        waiting.fetched = waiting.events.length;
         if (this.#joining.has(s)) void this.#catchUp(s, last, events, waiting);
       },
       () => {
@@ -200,11 +218,11 @@ export class Channel<M extends EventMap = AnyEvents> {
     }
     // Then the live events delivered while the replay was fetched or written, minus those it already
     // held. The queue grows meanwhile; taken from the front, so that what was written is let go.
-    const replayed = new Set(replay.map((event) => event.id));
+    let replayed = overlap(replay, waiting.events, waiting.fetched);
     while (waiting.events.length > 0) {
       const event = waiting.events.shift()!;
       waiting.bytes -= Buffer.byteLength(event.body);
-      if (replayed.has(event.id)) continue;
+      if (replayed-- > 0) continue;
       if (!s[writeFrame](frameOf(event), true) && !(await drained(s))) return;
     }
     this.#joining.delete(s);

@@ -3,7 +3,7 @@
 // client stops reading, given heartbeats only between events, and ended by shutdown().
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { queuedBehind } from '../core/queued.js';
+import { goneBefore, queuedBehind } from '../core/queued.js';
 import { urlOf } from '../core/url.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
 import { counters, drainStream, open, registry, type Closing, type Registered } from '../stream/registry.js';
@@ -33,9 +33,7 @@ const heartbeatFrame = serializeComment();
 const endedByGuard = (): Error => new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.');
 const writeAfterEnd = (): Error => new Error('sse-guard: write after end(); nothing was sent.');
 
-// An HTTP/2 compat response has no `destroyed` of its own; its stream does.
 type Http2Compat = { stream?: { destroyed: boolean; rstCode?: number } };
-const isDestroyed = (res: ServerResponse): boolean => res.destroyed === true || (res as Http2Compat).stream?.destroyed === true;
 
 /** Closed before all it was given reached the client: its socket destroyed before it finished, or its HTTP/2 stream reset (which reports itself finished all the same). */
 function cutShort(res: ServerResponse): boolean {
@@ -71,8 +69,9 @@ export class GuardedStream implements Registered, Beating {
   readonly #end: End;
   // Set once the head is out and a compressor turned out to have engaged: every write is flushed then.
   #compressed = false;
-  // Bytes handed to the compressor while the socket was backed up: they sit in zlib, where the
-  // socket's counters cannot see them.
+  // Bytes handed to the compressor from the moment it refused a write (its queue full: zlib busy,
+  // or the socket behind it backed up) until a 'drain': they sit in zlib, where the socket's
+  // counters cannot see them.
   #inCompressor = 0;
   // The line terminators closing what was written so far (two or more: an event just ended, or
   // nothing was written; only there may a heartbeat go), and whether the last byte was a CR, whose
@@ -137,7 +136,7 @@ export class GuardedStream implements Registered, Beating {
     }
     // Gone before its head: its 'close' came already (a queued response's never comes: see queuedBehind).
     const socket = this.#socket;
-    if (isDestroyed(res) || (queuedBehind(res, socket) && socket.destroyed)) {
+    if (goneBefore(res, socket)) {
       this.#onClose();
       return;
     }
@@ -145,6 +144,8 @@ export class GuardedStream implements Registered, Beating {
     res.on('close', this.#onClose);
     if (queuedBehind(res, socket)) socket.once('close', this.#onClose);
     this.#socket?.on('drain', this.#onDrain);
+    // compression hands res.on('drain') to its zlib stream: this hears the compressor drain.
+    if (compressed) res.on('drain', this.#onCompressorDrain);
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
     // out inside the producer's first write, which Node finishes after this returns, and what the
@@ -263,8 +264,8 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    const backedUp = this.#compressed && res.writableNeedDrain;
-    const queuedBefore = backedUp ? res.writableLength : 0;
+    const counting = this.#compressed && (res.writableNeedDrain || this.#inCompressor > 0);
+    const queuedBefore = this.#compressed ? res.writableLength : 0;
     let result: boolean;
     let once: WriteCallback | undefined;
     if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
@@ -281,7 +282,7 @@ export class GuardedStream implements Registered, Beating {
           : this.#write.call(res, chunk, encoding, once);
     }
     if (probing) this.#probed(this.#socket!.bytesWritten - sentBefore >= byteLength(chunk, encoding));
-    if (backedUp && this.#socket !== null) {
+    if (this.#compressed && (counting || !result) && this.#socket !== null) {
       // Counted only when the chunk did not reach Node's own queue at once (where writableLength
       // sees it): it sits in the compressor. A producer's own Content-Encoding taken for one must
       // not count every byte twice.
@@ -360,6 +361,10 @@ export class GuardedStream implements Registered, Beating {
     this.#settleWaiting();
   };
 
+  readonly #onCompressorDrain = (): void => {
+    this.#inCompressor = 0;
+  };
+
   #settleWaiting(): void {
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -373,6 +378,7 @@ export class GuardedStream implements Registered, Beating {
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     this.#socket?.off('drain', this.#onDrain);
+    this.#res.off('drain', this.#onCompressorDrain);
     this.#socket?.off('close', this.#onClose);
     this.#settleWaiting();
   };

@@ -9,9 +9,9 @@ export type PipeItem<M extends EventMap> = string extends keyof M ? unknown : M 
 
 /** Options of `stream.pipe()`. */
 export interface PipeOptions<T, M extends EventMap> {
-  /** Turns an item into the event to send; `undefined` skips the item. Default: a string is the
-   *  data of an unnamed event, anything else `{ data: item }`. */
-  map?: (item: T) => SendArg<M> | undefined;
+  /** Turns an item into the event to send (or a promise of it: awaited); `undefined` skips the
+   *  item. Default: a string is the data of an unnamed event, anything else `{ data: item }`. */
+  map?: (item: T) => Mapped<M>;
   /** Close the stream when the source ends. Default `false`. */
   end?: boolean;
 }
@@ -26,17 +26,21 @@ export interface Sink<M extends EventMap> {
   off(event: 'close', listener: (reason: CloseReason) => void): unknown;
 }
 
+/** What `map` may return: an event, `undefined` to skip the item, or a promise of either. */
+export type Mapped<M extends EventMap> = SendArg<M> | undefined | PromiseLike<SendArg<M> | undefined>;
+
 function defaultEvent(item: unknown): SendArg<EventMap> {
   return typeof item === 'string' ? item : { data: item };
 }
 
 /** Sends every item of `source` to `sink`; resolves to the number of events sent. See `SseStream.pipe`. */
-export function pipe<T, M extends EventMap>(sink: Sink<M>, source: Source<T>, options: PipeOptions<T, M> = {}): Promise<number> {
-  const { map, end = false } = options;
+export function pipe<T, M extends EventMap>(sink: Sink<M>, source: Source<T>, options?: PipeOptions<T, M> | null): Promise<number> {
+  const map = options?.map;
+  const end = options?.end ?? false;
   if (map !== undefined && typeof map !== 'function') {
     return Promise.reject(new SseGuardError('ERR_SSE_INVALID_OPTION', `pipe()'s map must be a function from item to event, got ${typeof map}.`));
   }
-  const toEvent = (map ?? defaultEvent) as (item: T) => SendArg<M> | undefined;
+  const toEvent = (map ?? defaultEvent) as (item: T) => Mapped<M>;
   let pull: Pull<T>;
   try {
     pull = openSource(source);
@@ -74,7 +78,13 @@ export function pipe<T, M extends EventMap>(sink: Sink<M>, source: Source<T>, op
         // Closed while the source was working: onClose has cancelled it and resolved.
         if (finished) return;
         if (step.done === true) break;
-        const event = toEvent(step.value);
+        // A promise is awaited, as `for await` awaits the items of a sync iterable (and a rejection
+        // rejects pipe()): sent as it stands it would be `data: {}`, its rejection unhandled.
+        const item = isThenable(step.value) ? ((await step.value) as T) : step.value;
+        if (finished) return;
+        const mapped = toEvent(item);
+        const event = isThenable(mapped) ? await mapped : mapped;
+        if (finished) return;
         if (event === undefined) continue;
         const below = sink.send(event);
         // A send refused because the stream just closed (slow consumer): not sent, and onClose ran.

@@ -33,7 +33,20 @@ export interface RelayOptions<M extends EventMap> {
 
 type Parser = typeof import('eventsource-parser');
 type Retry = { retry: number };
-type Item = UpstreamEvent | Retry;
+/** A block with an `id` and no data: the client's Last-Event-ID moves, no event is dispatched. */
+type IdOnly = { lastEventId: string };
+type Item = UpstreamEvent | Retry | IdOnly;
+
+/** Internal: writes an `id:` field alone, as an upstream's id-only block (see IdOnly). */
+export const sendIdOnly = Symbol('sse-guard.sendIdOnly');
+
+/** What relay() drives: a pipe() sink that also writes `retry:` fields and id-only blocks. */
+export type RelaySink<M extends EventMap> = Sink<M> & { retry(ms: number): boolean; [sendIdOnly](id: string): boolean };
+
+const LF = 0x0a;
+const CR = 0x0d;
+const BOM = 0xfeff;
+const LINE_END = /\r\n|\r|\n/;
 
 // An upstream that never ends its event (one endless line) must not grow this process without bound.
 const MAX_EVENT_CHARS = 8 * 1024 * 1024;
@@ -53,14 +66,13 @@ function loadParser(): Parser {
   }
 }
 
+const RELAY_TAKES = 'relay() takes a fetch Response, or its body (a ReadableStream, or an iterable of bytes or text)';
+
 function isResponse(upstream: Upstream): upstream is UpstreamResponse {
-  const candidate = upstream as Partial<UpstreamResponse>;
-  return typeof candidate.status === 'number' && typeof candidate.headers?.get === 'function';
+  const candidate = upstream as Partial<UpstreamResponse> | null | undefined;
+  return typeof candidate?.status === 'number' && typeof candidate.headers?.get === 'function';
 }
 
-function isRetry(item: Item): item is Retry {
-  return (item as Partial<UpstreamEvent>).data === undefined;
-}
 
 function refusal(response: UpstreamResponse): string | undefined {
   const type = response.headers.get('content-type');
@@ -69,16 +81,30 @@ function refusal(response: UpstreamResponse): string | undefined {
   return `relay() needs a 2xx text/event-stream upstream, got status ${response.status} with ${shown}; check the upstream URL and that the request asks for a stream (Accept: text/event-stream, stream: true).`;
 }
 
-/** The upstream's bytes as parsed events and retry fields, in order; return() cancels the body at once. */
+/**
+ * The upstream's bytes as parsed events, retry fields and id-only blocks, in order; return()
+ * cancels the body at once. Lines are split here and fed to the parser whole: a CR that ends a
+ * chunk ends its line at once (the parser would hold it, and with it the event, until more bytes
+ * came, and lose it at the end of the body), and a block with an id and no data, which the parser
+ * drops, still moves the client's Last-Event-ID.
+ */
 class UpstreamEvents implements AsyncIterableIterator<Item> {
   readonly #chunks: Pull<Uint8Array | string>;
-  readonly #decoder = new TextDecoder();
+  // The BOM is stripped below, from text and bytes alike.
+  readonly #decoder = new TextDecoder('utf-8', { ignoreBOM: true });
   readonly #parser: ReturnType<Parser['createParser']>;
   #queue: Item[] = [];
   #head = 0;
-  // What the parser holds: bounded before each chunk is fed.
+  // What is held (the unfinished line here, the event's fields in the parser): bounded before each chunk.
   readonly #backlog = new Backlog();
   #done = false;
+  #begun = false;
+  // The last chunk ended in CR: an LF opening the next one is the same line end.
+  #afterCr = false;
+  #partial = '';
+  // The id and whether a data line came, in the block not yet ended.
+  #blockId: string | undefined;
+  #blockData = false;
 
   constructor(chunks: Pull<Uint8Array | string>, parser: Parser) {
     this.#chunks = chunks;
@@ -112,14 +138,47 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
         continue;
       }
       const text = typeof step.value === 'string' ? step.value : this.#decoder.decode(step.value, { stream: true });
-      // The parser holds an unfinished line (a comment's too) and the undispatched event's fields.
       this.#backlog.add(text);
       if (this.#backlog.line > MAX_EVENT_CHARS || this.#backlog.event > MAX_EVENT_CHARS) {
         throw new SseGuardError('ERR_SSE_UPSTREAM', `the upstream sent more than ${MAX_EVENT_CHARS} characters without ending an event; it is not an event stream, or one event is too large to relay.`);
       }
-      this.#parser.feed(text);
+      this.#feed(text);
     }
     return { done: false, value: this.#queue[this.#head++] as Item };
+  }
+
+  #feed(text: string): void {
+    if (text === '') return;
+    // One U+FEFF opening the stream is not content (WHATWG HTML § 9.2.5).
+    if (!this.#begun) {
+      this.#begun = true;
+      if (text.charCodeAt(0) === BOM) text = text.slice(1);
+    }
+    if (this.#afterCr && text.charCodeAt(0) === LF) text = text.slice(1);
+    if (text === '') return;
+    this.#afterCr = text.charCodeAt(text.length - 1) === CR;
+    const lines = (this.#partial + text).split(LINE_END);
+    this.#partial = lines.pop()!;
+    for (const line of lines) this.#line(line);
+  }
+
+  #line(line: string): void {
+    if (line === '') {
+      this.#parser.feed('\n');
+      if (this.#blockId !== undefined && !this.#blockData) this.#queue.push({ lastEventId: this.#blockId });
+      this.#blockId = undefined;
+      this.#blockData = false;
+      return;
+    }
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    if (field === 'data') this.#blockData = true;
+    else if (field === 'id') {
+      const value = colon === -1 ? '' : line.slice(line.charCodeAt(colon + 1) === 0x20 ? colon + 2 : colon + 1);
+      // An id with NUL is ignored, as a client ignores it.
+      if (!value.includes('\0')) this.#blockId = value;
+    }
+    this.#parser.feed(`${line}\n`);
   }
 
   return(): Promise<IteratorResult<Item>> {
@@ -130,12 +189,8 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
 }
 
 /** Re-sends the events of `upstream` to `sink`; resolves to the number of events sent. See `SseStream.relay`. */
-export function relay<M extends EventMap>(
-  sink: Sink<M> & { retry(ms: number): boolean },
-  upstream: Upstream,
-  options: RelayOptions<M> = {},
-): Promise<number> {
-  const { map } = options;
+export function relay<M extends EventMap>(sink: RelaySink<M>, upstream: Upstream, options?: RelayOptions<M> | null): Promise<number> {
+  const map = options?.map;
   let body: Source<Uint8Array | string> | null = null;
   try {
     if (isResponse(upstream)) {
@@ -144,19 +199,20 @@ export function relay<M extends EventMap>(
       if (refused !== undefined) throw new SseGuardError('ERR_SSE_UPSTREAM', refused);
     } else {
       body = upstream;
+      if (body == null) throw new SseGuardError('ERR_SSE_INVALID_OPTION', `${RELAY_TAKES}, got ${body === null ? 'null' : 'undefined'}.`);
     }
     if (map !== undefined && typeof map !== 'function') {
       throw new SseGuardError('ERR_SSE_INVALID_OPTION', `relay()'s map must be a function from upstream event to event, got ${typeof map}.`);
     }
     const parser = loadParser();
-    const chunks = openSource(body ?? []);
+    const chunks = openSource(body ?? [], RELAY_TAKES);
     body = null;
-    const toEvent = (item: Item): SendArg<M> | undefined => {
-      // A retry field is forwarded as it comes, between the events it came between.
-      if (isRetry(item)) {
-        sink.retry(item.retry);
-        return undefined;
-      }
+    // retry fields and id-only blocks go as they come, between the events they came between, and
+    // wait for the client as events do.
+    const paced = (below: boolean): undefined | Promise<undefined> => (below ? undefined : sink.ready().then(() => undefined));
+    const toEvent = (item: Item): SendArg<M> | undefined | Promise<undefined> => {
+      if ('retry' in item) return paced(sink.retry(item.retry));
+      if ('lastEventId' in item) return paced(sink[sendIdOnly](item.lastEventId));
       return map === undefined ? (item as SendArg<M>) : map(item);
     };
     return pipe(sink, new UpstreamEvents(chunks, parser), { map: toEvent });

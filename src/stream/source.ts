@@ -35,13 +35,18 @@ function kindOf(value: unknown): string {
   return typeof value === 'string' ? 'a string (it would be sent one character per event; send() it, or pipe [text])' : typeof value;
 }
 
-/** Opens `source`, or throws `ERR_SSE_INVALID_OPTION` for anything that is not an iterable of items. */
-export function openSource<T>(source: Source<T>): Pull<T> {
+const PIPE_TAKES = 'pipe() takes a sync or async iterable (an array, a generator, an object-mode Readable, a ReadableStream, an SDK stream)';
+
+/** Opens `source`, or throws `ERR_SSE_INVALID_OPTION` (its message opening with `takes`) for anything that is not an iterable of items. */
+export function openSource<T>(source: Source<T>, takes = PIPE_TAKES): Pull<T> {
   const candidate = source as unknown;
   if (candidate !== null && typeof candidate === 'object') {
     // A ReadableStream's own async iterator queues return() behind a pending read (WHATWG Streams
     // § 4.2.5); its reader's cancel() ends that read at once, so a silent upstream is freed too.
     if (typeof (candidate as Partial<Readerish<T>>).getReader === 'function') {
+      if ((candidate as { locked?: boolean }).locked === true) {
+        throw new SseGuardError('ERR_SSE_INVALID_OPTION', `${takes}, got a ReadableStream that is already being read (a Response body already used, or a stream with a reader): pass a fresh one.`);
+      }
       const reader = (candidate as Readerish<T>).getReader();
       return { next: () => reader.read(), cancel: () => quietly(() => reader.cancel()) };
     }
@@ -59,8 +64,5 @@ export function openSource<T>(source: Source<T>): Pull<T> {
       return { next: () => iterator.next(), cancel: () => quietly(() => iterator.return?.()) };
     }
   }
-  throw new SseGuardError(
-    'ERR_SSE_INVALID_OPTION',
-    `pipe() takes a sync or async iterable (an array, a generator, an object-mode Readable, a ReadableStream, an SDK stream), got ${kindOf(candidate)}.`,
-  );
+  throw new SseGuardError('ERR_SSE_INVALID_OPTION', `${takes}, got ${kindOf(candidate)}.`);
 }

@@ -4,13 +4,13 @@ import type { Socket } from 'node:net';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from './heartbeat.js';
 import { decodeLastEventId } from './last-event-id.js';
 import { counters, drainStream, open, type Closing, type Registered } from './registry.js';
-import { serializeComment, serializeData, serializeEvent, serializeRetry } from './serialize.js';
+import { serializeComment, serializeData, serializeEvent, serializeId, serializeRetry } from './serialize.js';
 import type { AnyEvents, CloseReason, EventMap, SendArg, SseEvent, SseLogger } from '../core/types.js';
-import { pipe as pipeSource, type PipeItem, type PipeOptions } from './pipe.js';
-import { relay as relayUpstream, type RelayOptions, type Upstream } from './relay.js';
+import { pipe as pipeSource, type Mapped, type PipeItem, type PipeOptions } from './pipe.js';
+import { relay as relayUpstream, sendIdOnly, type RelayOptions, type Upstream } from './relay.js';
 import type { Source } from './source.js';
 import { describe } from '../core/describe.js';
-import { queuedBehind } from '../core/queued.js';
+import { goneBefore, queuedBehind } from '../core/queued.js';
 import { urlOf } from '../core/url.js';
 
 /** The per-request settings a stream runs with (resolved from SseOptions by sse()). */
@@ -105,8 +105,10 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   [passThroughWrite]: unknown;
   // Behind an active compressor each event must be pushed through it (res.flush()).
   readonly #flushEach: boolean;
-  // Bytes handed to a compressor while the socket was backed up: they sit in zlib, where the
-  // socket's counters cannot see them.
+  // Bytes handed to a compressor since it last refused a write (its buffer full, zlib busy or the
+  // socket behind it backed up) and until its 'drain': they sit in zlib, where neither the response
+  // nor the socket counts them. Without this, send() behind a compressor would return true for
+  // ever, and a pipe() of a sync source would pull it whole in one turn of the event loop.
   #inCompressor = 0;
   #closeReason: CloseReason | undefined;
   // Made on the first listener and copied on each change, at the exact length: push() into an empty
@@ -130,10 +132,12 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     if (queuedBehind(res, socket)) socket.once('close', this.#onResponseClose);
     // HTTP/2 streams share one socket: there the response's own 'drain' is the signal.
     (socket ?? res).on('drain', this.#onSocketDrain);
+    // compression hands res.on('drain') to its zlib stream: this hears the compressor drain.
+    if (flushEach) res.on('drain', this.#onCompressorDrain);
     open.add(this);
     if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
-    if (res.destroyed || (queuedBehind(res, socket) && socket.destroyed)) this[closeWith]('client');
+    if (goneBefore(res, socket)) this[closeWith]('client');
   }
 
   /** Aborted when the client goes away or the stream closes. */
@@ -171,6 +175,13 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   comment(text?: string): boolean {
     if (this.#closeReason !== undefined) return false;
     return this[writeFrame](serializeComment(text), false);
+  }
+
+  /** @internal An `id:` field alone (an upstream's id-only block, relayed): moves the client's Last-Event-ID, no event. */
+  [sendIdOnly](id: string): boolean {
+    const frame = `${serializeId(id)}\n`;
+    if (this.#closeReason !== undefined) return false;
+    return this[writeFrame](frame, false);
   }
 
   /** Writes a `retry:` field: the client's reconnection delay in ms (a non-negative integer, else throws). */
@@ -254,7 +265,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
    */
   // The overload with `map` comes first: TypeScript types a `map` arrow against the first overload
   // it tries and keeps that typing, which would widen `event: 'delta'` to string.
-  pipe<T>(source: Source<T>, options: { map: (item: T) => SendArg<M> | undefined; end?: boolean }): Promise<number>;
+  pipe<T>(source: Source<T>, options: { map: (item: T) => Mapped<M>; end?: boolean }): Promise<number>;
   pipe<T extends PipeItem<M>>(source: Source<T>, options?: { map?: undefined; end?: boolean }): Promise<number>;
   pipe<T>(source: Source<T>, options?: PipeOptions<T, M>): Promise<number> {
     return pipeSource(this, source, options);
@@ -291,9 +302,11 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
       writeChunk(socket, frame);
     } else {
       const bytes = typeof frame === 'string' ? frame : frame.body;
-      if (this.#flushEach && res.writableNeedDrain) this.#inCompressor += bytes.length;
-      res.write(bytes);
-      if (this.#flushEach) res.flush?.();
+      const accepted = res.write(bytes);
+      if (this.#flushEach) {
+        res.flush?.();
+        if (!accepted || this.#inCompressor > 0) this.#inCompressor += Buffer.byteLength(bytes);
+      }
     }
     this[active] = true;
     if (isEvent) counters.eventsSent++;
@@ -325,6 +338,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     (this.#socket ?? this.#res).off('drain', this.#onSocketDrain);
+    if (this.#flushEach) this.#res.off('drain', this.#onCompressorDrain);
     this.#socket?.off('close', this.#onResponseClose);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
@@ -352,6 +366,10 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   };
 
   readonly #onSocketDrain = (): void => {
+    this.#watch();
+  };
+
+  readonly #onCompressorDrain = (): void => {
     this.#inCompressor = 0;
     this.#watch();
   };
