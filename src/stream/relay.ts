@@ -47,6 +47,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const BOM = 0xfeff;
 const LINE_END = /\r\n|\r|\n/;
+const HAS_LINE_END = /[\r\n]/;
 
 // An upstream that never ends its event (one endless line) must not grow this process without bound.
 const MAX_EVENT_CHARS = 8 * 1024 * 1024;
@@ -157,7 +158,13 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
     if (this.#afterCr && text.charCodeAt(0) === LF) text = text.slice(1);
     if (text === '') return;
     this.#afterCr = text.charCodeAt(text.length - 1) === CR;
-    const lines = (this.#partial + text).split(LINE_END);
+    // Only the new text is searched: a long line arriving in small chunks is joined once, not per chunk.
+    if (!HAS_LINE_END.test(text)) {
+      this.#partial += text;
+      return;
+    }
+    const lines = text.split(LINE_END);
+    lines[0] = this.#partial + lines[0]!;
     this.#partial = lines.pop()!;
     for (const line of lines) this.#line(line);
   }
