@@ -3,7 +3,9 @@
 import http from 'node:http';
 import express from 'express';
 import { Agent } from 'undici';
-import { sse, SseGuardError, type SseStream } from '../src/index';
+import { sse, SseGuardError, type AnyEvents, type SseEvent, type SseStream } from '../src/index';
+import { relay as relayInto, sendIdOnly, type RelaySink } from '../src/stream/relay';
+import { serializeEvent } from '../src/stream/serialize';
 import { collect } from '../src/testing';
 import { stalledClient } from './helpers/raw';
 import { listen, sleep, waitFor, type TestServer } from './helpers/server';
@@ -380,6 +382,48 @@ describe('relay()', () => {
     await (await fetch(`${down.url}/relay`)).text();
     expect(((await outcome)!.error as SseGuardError).code).toBe('ERR_SSE_INVALID_OPTION');
     await waitFor('the upstream request to close', () => upstream.requests[0]?.closed === true, 1000);
+  });
+});
+
+describe('relay() cutting the body anywhere', () => {
+  /** What relay() writes for `chunks`, through a sink that serializes as a stream does. */
+  async function relayed(chunks: Uint8Array[]): Promise<string> {
+    let out = '';
+    const sink: RelaySink<AnyEvents> = {
+      closed: false,
+      send: (event) => ((out += typeof event === 'string' ? serializeEvent({ data: event }) : serializeEvent(event as SseEvent)), true),
+      retry: (ms) => ((out += `retry: ${ms}\n\n`), true),
+      [sendIdOnly]: (id) => ((out += `id: ${id}\n\n`), true),
+      ready: () => Promise.resolve(),
+      close: () => {},
+      on: () => sink,
+      off: () => sink,
+    };
+    await relayInto(sink, chunks);
+    return out;
+  }
+
+  // Every line end, CR LF split from its LF, the blank line right after a CRLF, a BOM, an id-only block.
+  const bodies: Array<[string, string]> = [
+    ['data: a\r\n\ndata: b\n\n', 'data: a\n\ndata: b\n\n'],
+    ['id: 1\rdata: one\r\rdata: two\r\r', 'id: 1\ndata: one\n\ndata: two\n\n'],
+    ['\uFEFFdata: x\r\n\r\nid: 7\n\ndata: y\n\n', 'data: x\n\nid: 7\n\ndata: y\n\n'],
+    ['data: a\r\n\r\ndata: b\n\r\ndata: c\r\r\nretry: 5\r\r', 'data: a\n\ndata: b\n\ndata: c\n\nretry: 5\n\n'],
+    ['data: é✓\r\n\r\nid\r\rdata: z\n\n', 'data: é✓\n\nid: \n\ndata: z\n\n'],
+  ];
+
+  it.each(bodies)('relays %j the same in one chunk, cut in two at every byte, and in three around each line end', async (body, expected) => {
+    const bytes = Buffer.from(body);
+    expect(await relayed([bytes])).toBe(expected);
+    const differing: string[] = [];
+    for (let i = 1; i < bytes.length; i++) {
+      if ((await relayed([bytes.subarray(0, i), bytes.subarray(i)])) !== expected) differing.push(`${i}`);
+      if (bytes[i] !== 0x0a && bytes[i] !== 0x0d) continue;
+      // A chunk that is one line-end byte alone, between two others.
+      const three = [bytes.subarray(0, i), bytes.subarray(i, i + 1), bytes.subarray(i + 1)];
+      if ((await relayed(three)) !== expected) differing.push(`${i}|${i + 1}`);
+    }
+    expect(differing).toEqual([]);
   });
 });
 

@@ -39,14 +39,24 @@ const same = (a: StoredEvent, b: StoredEvent): boolean => a.id === b.id && a.bod
 // How many queued events the replay already holds: a live feed and a read of the log overlap where
 // the head of the queue repeats the tail of the replay. Matched by position and content, not by id
 // alone: ids may repeat (publish() takes the caller's), and a later event with an id seen in the
-// replay is new.
+// replay is new. The longest such overlap, found in one pass (Knuth-Morris-Pratt): a history of
+// repeated events must not make a reconnect quadratic.
 function overlap(replay: StoredEvent[], queued: StoredEvent[], fetched: number): number {
-  for (let n = Math.min(replay.length, fetched); n > 0; n--) {
-    let k = 0;
-    while (k < n && same(replay[replay.length - n + k]!, queued[k]!)) k++;
-    if (k === n) return n;
+  const m = Math.min(fetched, replay.length);
+  if (m === 0) return 0;
+  // fallback[i]: the longest proper prefix of queued[0..i] that is also its suffix.
+  const fallback = new Uint32Array(m);
+  for (let i = 1, k = 0; i < m; i++) {
+    while (k > 0 && !same(queued[i]!, queued[k]!)) k = fallback[k - 1]!;
+    if (same(queued[i]!, queued[k]!)) k++;
+    fallback[i] = k;
   }
-  return 0;
+  let k = 0;
+  for (let i = replay.length - m; i < replay.length; i++) {
+    while (k > 0 && (k === m || !same(replay[i]!, queued[k]!))) k = fallback[k - 1]!;
+    if (same(replay[i]!, queued[k]!)) k++;
+  }
+  return k;
 }
 
 // Waits until the client took the buffered bytes: true, or false when it left meanwhile.

@@ -69,10 +69,11 @@ export class GuardedStream implements Registered, Beating {
   readonly #end: End;
   // Set once the head is out and a compressor turned out to have engaged: every write is flushed then.
   #compressed = false;
-  // Bytes handed to the compressor from the moment it refused a write (its queue full: zlib busy,
-  // or the socket behind it backed up) until a 'drain': they sit in zlib, where the socket's
-  // counters cannot see them.
+  // Bytes handed to the compressor that sit in zlib, where the socket's counters cannot see them:
+  // as for sse() (see SseStream), from the moment it refused a write until its 'drain' where that
+  // drain is heard (`compression` takes res.on('drain')), else while the socket is backed up.
   #inCompressor = 0;
+  #hearsCompressor = false;
   // The line terminators closing what was written so far (two or more: an event just ended, or
   // nothing was written; only there may a heartbeat go), and whether the last byte was a CR, whose
   // LF in the next write would make one CRLF.
@@ -144,8 +145,11 @@ export class GuardedStream implements Registered, Beating {
     res.on('close', this.#onClose);
     if (queuedBehind(res, socket)) socket.once('close', this.#onClose);
     this.#socket?.on('drain', this.#onDrain);
-    // compression hands res.on('drain') to its zlib stream: this hears the compressor drain.
-    if (compressed) res.on('drain', this.#onCompressorDrain);
+    if (compressed) {
+      res.on('drain', this.#onCompressorDrain);
+      this.#hearsCompressor = !res.listeners('drain').includes(this.#onCompressorDrain);
+      if (!this.#hearsCompressor) res.off('drain', this.#onCompressorDrain);
+    }
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
     // out inside the producer's first write, which Node finishes after this returns, and what the
@@ -264,7 +268,7 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    const counting = this.#compressed && (res.writableNeedDrain || this.#inCompressor > 0);
+    const counting = this.#compressed && (res.writableNeedDrain || (this.#hearsCompressor && this.#inCompressor > 0));
     const queuedBefore = this.#compressed ? res.writableLength : 0;
     let result: boolean;
     let once: WriteCallback | undefined;
@@ -282,7 +286,7 @@ export class GuardedStream implements Registered, Beating {
           : this.#write.call(res, chunk, encoding, once);
     }
     if (probing) this.#probed(this.#socket!.bytesWritten - sentBefore >= byteLength(chunk, encoding));
-    if (this.#compressed && (counting || !result) && this.#socket !== null) {
+    if (this.#compressed && (counting || (this.#hearsCompressor && !result)) && this.#socket !== null) {
       // Counted only when the chunk did not reach Node's own queue at once (where writableLength
       // sees it): it sits in the compressor. A producer's own Content-Encoding taken for one must
       // not count every byte twice.

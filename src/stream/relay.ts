@@ -46,6 +46,8 @@ export type RelaySink<M extends EventMap> = Sink<M> & { retry(ms: number): boole
 const LF = 0x0a;
 const CR = 0x0d;
 const BOM = 0xfeff;
+const COLON = 0x3a;
+const SPACE = 0x20;
 const LINE_END = /\r\n|\r|\n/;
 const HAS_LINE_END = /[\r\n]/;
 
@@ -156,6 +158,7 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
       if (text.charCodeAt(0) === BOM) text = text.slice(1);
     }
     if (this.#afterCr && text.charCodeAt(0) === LF) text = text.slice(1);
+    this.#afterCr = false;
     if (text === '') return;
     this.#afterCr = text.charCodeAt(text.length - 1) === CR;
     // Only the new text is searched: a long line arriving in small chunks is joined once, not per chunk.
@@ -163,29 +166,38 @@ class UpstreamEvents implements AsyncIterableIterator<Item> {
       this.#partial += text;
       return;
     }
-    const lines = text.split(LINE_END);
+    const lines = text.includes('\r') ? text.split(LINE_END) : text.split('\n');
     lines[0] = this.#partial + lines[0]!;
     this.#partial = lines.pop()!;
-    for (const line of lines) this.#line(line);
-  }
-
-  #line(line: string): void {
-    if (line === '') {
-      this.#parser.feed('\n');
-      if (this.#blockId !== undefined && !this.#blockData) this.#queue.push({ lastEventId: this.#blockId });
+    // The complete lines go to the parser in one call, their ends made LF; it is called between
+    // them only where an id-only block ends, so that the queue keeps the upstream's order.
+    let batch = '';
+    for (const line of lines) {
+      if (line !== '') {
+        this.#field(line);
+        batch += `${line}\n`;
+        continue;
+      }
+      batch += '\n';
+      const idOnly = this.#blockData ? undefined : this.#blockId;
       this.#blockId = undefined;
       this.#blockData = false;
-      return;
+      if (idOnly === undefined) continue;
+      this.#parser.feed(batch);
+      batch = '';
+      this.#queue.push({ lastEventId: idOnly });
     }
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    if (field === 'data') this.#blockData = true;
-    else if (field === 'id') {
-      const value = colon === -1 ? '' : line.slice(line.charCodeAt(colon + 1) === 0x20 ? colon + 2 : colon + 1);
+    if (batch !== '') this.#parser.feed(batch);
+  }
+
+  // Notes the fields the parser keeps to itself: whether the block has data, and its id.
+  #field(line: string): void {
+    if (line.startsWith('data') && (line.length === 4 || line.charCodeAt(4) === COLON)) this.#blockData = true;
+    else if (line.startsWith('id') && (line.length === 2 || line.charCodeAt(2) === COLON)) {
+      const value = line.slice(line.charCodeAt(3) === SPACE ? 4 : 3);
       // An id with NUL is ignored, as a client ignores it.
       if (!value.includes('\0')) this.#blockId = value;
     }
-    this.#parser.feed(`${line}\n`);
   }
 
   return(): Promise<IteratorResult<Item>> {

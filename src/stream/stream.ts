@@ -67,6 +67,8 @@ function writeChunk(socket: Socket, frame: string | SharedFrame): void {
 }
 
 type Response = ServerResponse & { flush?: () => void };
+// An HTTP/2 compat response's stream, which its 'drain' and backlog come from.
+type Http2Compat = { stream?: NodeJS.EventEmitter & { writableNeedDrain?: boolean } };
 
 // ms between two looks at the buffer while ready() waits without a 'drain' to come (see #watch).
 const READY_POLL_MS = 5;
@@ -105,11 +107,17 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   [passThroughWrite]: unknown;
   // Behind an active compressor each event must be pushed through it (res.flush()).
   readonly #flushEach: boolean;
-  // Bytes handed to a compressor since it last refused a write (its buffer full, zlib busy or the
-  // socket behind it backed up) and until its 'drain': they sit in zlib, where neither the response
-  // nor the socket counts them. Without this, send() behind a compressor would return true for
-  // ever, and a pipe() of a sync source would pull it whole in one turn of the event loop.
+  // Bytes handed to a compressor that sit in zlib, where neither the response nor the socket counts
+  // them: those written since it refused a write (its queue full: zlib busy, or the socket behind it
+  // backed up), until its 'drain'; else send() would return true for ever, and a pipe() of a sync
+  // source would pull it whole in one turn of the event loop. That drain is heard where the
+  // compressor takes res.on('drain'), as `compression` does (it hands it to its zlib stream);
+  // behind another, only what is written while the socket is backed up counts, until it drains.
   #inCompressor = 0;
+  readonly #hearsCompressor: boolean = false;
+  // Where the transport's own 'drain' comes from: the socket, or the HTTP/2 stream (its response's
+  // 'drain' may be the compressor's).
+  readonly #transport: NodeJS.EventEmitter;
   #closeReason: CloseReason | undefined;
   // Made on the first listener and copied on each change, at the exact length: push() into an empty
   // array reserves 17 slots, ~150 bytes for the one listener a Channel adds to each of its streams.
@@ -130,10 +138,14 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     res.on('close', this.#onResponseClose);
     const socket = this.#socket;
     if (queuedBehind(res, socket)) socket.once('close', this.#onResponseClose);
-    // HTTP/2 streams share one socket: there the response's own 'drain' is the signal.
-    (socket ?? res).on('drain', this.#onSocketDrain);
-    // compression hands res.on('drain') to its zlib stream: this hears the compressor drain.
-    if (flushEach) res.on('drain', this.#onCompressorDrain);
+    // HTTP/2 streams share one socket: there the stream's own 'drain' is the signal.
+    this.#transport = socket ?? (res as Http2Compat).stream ?? res;
+    this.#transport.on('drain', this.#onSocketDrain);
+    if (flushEach) {
+      res.on('drain', this.#onCompressorDrain);
+      this.#hearsCompressor = !res.listeners('drain').includes(this.#onCompressorDrain);
+      if (!this.#hearsCompressor) res.off('drain', this.#onCompressorDrain);
+    }
     open.add(this);
     if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
@@ -230,7 +242,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
 
   #needsDrain(): boolean {
     if (this.#socket !== null) return this.#socket.writableNeedDrain;
-    return (this.#res as { stream?: { writableNeedDrain?: boolean } }).stream?.writableNeedDrain === true;
+    return (this.#res as Http2Compat).stream?.writableNeedDrain === true;
   }
 
   /** Ends the response (reason `'server'`). Idempotent. */
@@ -302,10 +314,11 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
       writeChunk(socket, frame);
     } else {
       const bytes = typeof frame === 'string' ? frame : frame.body;
+      const backedUp = this.#flushEach && this.#needsDrain();
       const accepted = res.write(bytes);
       if (this.#flushEach) {
         res.flush?.();
-        if (!accepted || this.#inCompressor > 0) this.#inCompressor += Buffer.byteLength(bytes);
+        if (backedUp || (this.#hearsCompressor && (!accepted || this.#inCompressor > 0))) this.#inCompressor += Buffer.byteLength(bytes);
       }
     }
     this[active] = true;
@@ -337,8 +350,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     this.#closeReason = reason;
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
-    (this.#socket ?? this.#res).off('drain', this.#onSocketDrain);
-    if (this.#flushEach) this.#res.off('drain', this.#onCompressorDrain);
+    this.#transport.off('drain', this.#onSocketDrain);
+    if (this.#hearsCompressor) this.#res.off('drain', this.#onCompressorDrain);
     this.#socket?.off('close', this.#onResponseClose);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
@@ -366,6 +379,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   };
 
   readonly #onSocketDrain = (): void => {
+    this.#inCompressor = 0;
     this.#watch();
   };
 
