@@ -1,19 +1,18 @@
-// In 'flush' mode the bytes waiting in a compressor count as buffered (see compression.test.ts): this
-// checks that the count comes back down for a client that reads, whichever compressor holds them.
-// compression() hands res.on('drain') to its zlib stream, whose drain then ends the count; a
-// compressor that leaves res.on alone has no drain to hear, and there only what is written while
-// the socket is backed up counts. Over HTTP/2 the stream's own drain must be heard, not the
-// compressor's.
+// In 'flush' mode the bytes waiting in a compressor count as buffered (see compression.test.ts).
+// Read off compression()'s zlib stream, they are what it really holds: many readers sharing zlib's
+// threads are not cut. A compressor that keeps its queue to itself (res.on left alone) is counted by
+// the socket's rule instead, and a client that reads is neither held by ready() nor cut. Over
+// HTTP/2, ready() hears the stream's own drain, and guard() counts zlib's queue with no socket.
 import compression from 'compression';
 import type { Express, RequestHandler } from 'express';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
-import { guard, sse, type CloseReason, type SseStream } from '../src/index';
+import { guard, sse, stats, type CloseReason, type SseStream } from '../src/index';
 import { collect } from '../src/testing';
 import { expressVersions } from './helpers/express';
 import { handGzip } from './helpers/hand-gzip';
-import { cleanupAfterEach, listen, sleep, type TestServer } from './helpers/server';
+import { cleanupAfterEach, listen, sleep, waitFor, type TestServer } from './helpers/server';
 
 const cleanups = cleanupAfterEach();
 const gzip = { 'accept-encoding': 'gzip' };
@@ -139,5 +138,80 @@ describe("'flush' mode behind compression() over HTTP/2", () => {
     expect(events).toBe(3000);
     await sleep(10);
     expect(reasons).toEqual(['server']);
+  });
+});
+
+describe("'flush' mode behind compression(), many readers of one Channel", () => {
+  it('cuts none of 40 clients that read, while events are published every 2 ms: the count is what zlib holds', async () => {
+    const { Channel } = await import('../src/index');
+    const channel = new Channel();
+    const app = (expressVersions[0]![1] as unknown as () => Express)();
+    app.use(compression());
+    const reasons: CloseReason[] = [];
+    app.get('/events', sse({ compression: 'flush', heartbeat: false, highWaterMark: 16384, maxBufferedBytes: 524288 }), (_req, res) => {
+      res.sse.on('close', (reason) => reasons.push(reason));
+      channel.subscribe(res.sse);
+    });
+    const srv = await listen(app);
+    cleanups.push(
+      () => srv.close(),
+      () => channel.close(),
+    );
+    const total = 1500;
+    const clients = Array.from({ length: 40 }, () => collect(`${srv.url}/events`, { count: total, timeout: 20_000, headers: gzip }));
+    await waitFor('40 subscribers', () => channel.size === 40, 5000);
+    // Shared by 40 streams, zlib's 4 threads rarely empty every queue: a count that only went down
+    // at a queue's drain grew past maxBufferedBytes, and every client was cut.
+    const event = noiseOf(500, 11);
+    for (let sent = 0; sent < total; sent++) {
+      void channel.publish({ data: event });
+      await sleep(2);
+    }
+    const got = await Promise.all(clients);
+    // Each client leaves once it has them all.
+    expect(reasons.filter((reason) => reason !== 'client')).toEqual([]);
+    expect(got.map((c) => c.events.length)).toEqual(got.map(() => total));
+  });
+});
+
+describe('guard() over HTTP/2 behind compression()', () => {
+  it('cuts a client that stops reading once maxBufferedBytes wait in zlib, though there is no socket to look at', async () => {
+    const layers = [guard({ compression: 'flush', heartbeat: false, maxBufferedBytes: 262144 }), compression()];
+    let written = 0;
+    let closedAt: number | undefined;
+    const server = http2.createServer((req, res) => {
+      let i = 0;
+      const next = (): void => {
+        const layer = layers[i++];
+        if (layer !== undefined) return void layer(req as never, res as never, next);
+        res.setHeader('Content-Type', 'text/event-stream');
+        const block = `data: ${noiseOf(4000, 3)}\n\n`;
+        // At most 20 MB, 40 KB a millisecond, whatever write() returns.
+        const timer = setInterval(() => {
+          for (let k = 0; k < 10 && written < 5000; k++, written++) res.write(block);
+          if (written >= 5000) clearInterval(timer);
+        }, 1);
+        res.on('close', () => {
+          closedAt = written;
+          clearInterval(timer);
+        });
+      };
+      next();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    cleanups.push(
+      () => new Promise((resolve) => server.close(resolve)),
+      () => session.destroy(),
+    );
+    const request = session.request({ ':path': '/', accept: 'text/event-stream', ...gzip });
+    request.on('error', () => {});
+    request.on('response', () => request.pause());
+    const drops = stats().slowConsumerDrops;
+    await waitFor('the cut, or all 5000 blocks written', () => closedAt !== undefined || written >= 5000, 15_000);
+    // Never cut before: zlib held all 20 MB, and stats() saw 16 KB.
+    expect(closedAt).toBeDefined();
+    expect(closedAt!).toBeLessThan(200);
+    expect(stats().slowConsumerDrops).toBe(drops + 1);
   });
 });

@@ -483,6 +483,7 @@ describe('pipe() and relay() types', () => {
       // @ts-expect-error without map, items would be unnamed events, which this map does not have
       void stream.pipe(chunks);
       void stream.relay(upstream, { map: (event) => ({ event: 'delta', data: event.data }) });
+      void stream.relay(upstream, { map: async (event) => ({ event: 'delta', data: event.data }) });
       // @ts-expect-error a typed stream relays only through a map
       void stream.relay(upstream);
       // @ts-expect-error relayed events must be events of the map

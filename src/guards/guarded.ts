@@ -3,6 +3,7 @@
 // client stops reading, given heartbeats only between events, and ended by shutdown().
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { compressorQueue, heldIn, type CompressorQueue } from '../core/compressor.js';
 import { goneBefore, queuedBehind } from '../core/queued.js';
 import { urlOf } from '../core/url.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
@@ -28,6 +29,8 @@ const CR = 0x0d;
 const codeAt = (chunk: string | Uint8Array, i: number): number => (typeof chunk === 'string' ? chunk.charCodeAt(i) : chunk[i]!);
 
 const heartbeatFrame = serializeComment();
+// Listens to the compressor only to find it: the guard reads its queues, and waits on no drain.
+const ignore = (): void => {};
 
 // What a producer's write or end callback is told once the guard ended its response, or after its own end().
 const endedByGuard = (): Error => new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.');
@@ -69,11 +72,11 @@ export class GuardedStream implements Registered, Beating {
   readonly #end: End;
   // Set once the head is out and a compressor turned out to have engaged: every write is flushed then.
   #compressed = false;
-  // Bytes handed to the compressor that sit in zlib, where the socket's counters cannot see them:
-  // as for sse() (see SseStream), from the moment it refused a write until its 'drain' where that
-  // drain is heard (`compression` takes res.on('drain')), else while the socket is backed up.
+  // Bytes handed to the compressor, which the socket's counters cannot see: as for sse() (see
+  // SseStream), `compression`'s queues read as they are, else what is written while the socket is
+  // backed up, until it drains.
+  #compressor: CompressorQueue | undefined;
   #inCompressor = 0;
-  #hearsCompressor = false;
   // The line terminators closing what was written so far (two or more: an event just ended, or
   // nothing was written; only there may a heartbeat go), and whether the last byte was a CR, whose
   // LF in the next write would make one CRLF.
@@ -145,11 +148,7 @@ export class GuardedStream implements Registered, Beating {
     res.on('close', this.#onClose);
     if (queuedBehind(res, socket)) socket.once('close', this.#onClose);
     this.#socket?.on('drain', this.#onDrain);
-    if (compressed) {
-      res.on('drain', this.#onCompressorDrain);
-      this.#hearsCompressor = !res.listeners('drain').includes(this.#onCompressorDrain);
-      if (!this.#hearsCompressor) res.off('drain', this.#onCompressorDrain);
-    }
+    if (compressed) this.#compressor = compressorQueue(res, ignore);
     // Begun after shutdown(): ended at once (the head is out, so no 503 as sse() answers), or it
     // would hold server.close() with nobody left to end it. On the next tick: the head may be going
     // out inside the producer's first write, which Node finishes after this returns, and what the
@@ -178,7 +177,9 @@ export class GuardedStream implements Registered, Beating {
   }
 
   get bufferedBytes(): number {
-    return this.#closed ? 0 : this.#res.writableLength + this.#inCompressor;
+    if (this.#closed) return 0;
+    const compressor = this.#compressor;
+    return this.#res.writableLength + (compressor === undefined ? this.#inCompressor : heldIn(compressor));
   }
 
   /** The heartbeat: a comment, written only where an event just ended, never inside one the producer wrote in pieces. */
@@ -268,8 +269,8 @@ export class GuardedStream implements Registered, Beating {
     // chunk was handed over (and flushed) and the socket is not backed up; at most once, whichever
     // of the two comes first. The arguments keep their shape: compression hands a second-place
     // callback on to Node as it is.
-    const counting = this.#compressed && (res.writableNeedDrain || (this.#hearsCompressor && this.#inCompressor > 0));
-    const queuedBefore = this.#compressed ? res.writableLength : 0;
+    const counting = this.#compressed && this.#compressor === undefined && res.writableNeedDrain;
+    const queuedBefore = counting ? res.writableLength : 0;
     let result: boolean;
     let once: WriteCallback | undefined;
     if (callback === undefined) result = encoding === undefined ? this.#write.call(res, chunk) : this.#write.call(res, chunk, encoding);
@@ -286,7 +287,7 @@ export class GuardedStream implements Registered, Beating {
           : this.#write.call(res, chunk, encoding, once);
     }
     if (probing) this.#probed(this.#socket!.bytesWritten - sentBefore >= byteLength(chunk, encoding));
-    if (this.#compressed && (counting || (this.#hearsCompressor && !result)) && this.#socket !== null) {
+    if (counting && this.#socket !== null) {
       // Counted only when the chunk did not reach Node's own queue at once (where writableLength
       // sees it): it sits in the compressor. A producer's own Content-Encoding taken for one must
       // not count every byte twice.
@@ -313,6 +314,8 @@ export class GuardedStream implements Registered, Beating {
     this.#probing = false;
     if (passedThrough) {
       this.#compressed = false;
+      this.#compressor?.off('drain', ignore);
+      this.#compressor = undefined;
       return;
     }
     this.#comments = true;
@@ -365,10 +368,6 @@ export class GuardedStream implements Registered, Beating {
     this.#settleWaiting();
   };
 
-  readonly #onCompressorDrain = (): void => {
-    this.#inCompressor = 0;
-  };
-
   #settleWaiting(): void {
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -382,7 +381,7 @@ export class GuardedStream implements Registered, Beating {
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     this.#socket?.off('drain', this.#onDrain);
-    this.#res.off('drain', this.#onCompressorDrain);
+    this.#compressor?.off('drain', ignore);
     this.#socket?.off('close', this.#onClose);
     this.#settleWaiting();
   };

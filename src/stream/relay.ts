@@ -3,7 +3,7 @@ import { SseGuardError } from '../core/errors.js';
 import { Backlog } from './backlog.js';
 import { isEventStreamType } from '../core/media-type.js';
 import type { EventMap, SendArg } from '../core/types.js';
-import { pipe, type Sink } from './pipe.js';
+import { pipe, type Mapped, type Sink } from './pipe.js';
 import { openSource, type Pull, type Source } from './source.js';
 
 /** One event of the upstream, as parsed (WHATWG HTML § 9.2.6): comments and `retry` are not events. */
@@ -27,8 +27,8 @@ export interface UpstreamResponse {
 
 /** Options of `stream.relay()`. */
 export interface RelayOptions<M extends EventMap> {
-  /** Rewrites an upstream event into the event to send; `undefined` drops it. Default: sent as parsed. */
-  map?: (event: UpstreamEvent) => SendArg<M> | undefined;
+  /** Rewrites an upstream event into the event to send (or a promise of it: awaited); `undefined` drops it. Default: sent as parsed. */
+  map?: (event: UpstreamEvent) => Mapped<M>;
 }
 
 type Parser = typeof import('eventsource-parser');
@@ -229,7 +229,7 @@ export function relay<M extends EventMap>(sink: RelaySink<M>, upstream: Upstream
     // retry fields and id-only blocks go as they come, between the events they came between, and
     // wait for the client as events do.
     const paced = (below: boolean): undefined | Promise<undefined> => (below ? undefined : sink.ready().then(() => undefined));
-    const toEvent = (item: Item): SendArg<M> | undefined | Promise<undefined> => {
+    const toEvent = (item: Item): Mapped<M> => {
       if ('retry' in item) return paced(sink.retry(item.retry));
       if ('lastEventId' in item) return paced(sink[sendIdOnly](item.lastEventId));
       return map === undefined ? (item as SendArg<M>) : map(item);

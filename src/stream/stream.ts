@@ -10,6 +10,7 @@ import { pipe as pipeSource, type Mapped, type PipeItem, type PipeOptions } from
 import { relay as relayUpstream, sendIdOnly, type RelayOptions, type Upstream } from './relay.js';
 import type { Source } from './source.js';
 import { describe } from '../core/describe.js';
+import { compressorQueue, heldIn, type CompressorQueue } from '../core/compressor.js';
 import { goneBefore, queuedBehind } from '../core/queued.js';
 import { urlOf } from '../core/url.js';
 
@@ -107,14 +108,13 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   [passThroughWrite]: unknown;
   // Behind an active compressor each event must be pushed through it (res.flush()).
   readonly #flushEach: boolean;
-  // Bytes handed to a compressor that sit in zlib, where neither the response nor the socket counts
-  // them: those written since it refused a write (its queue full: zlib busy, or the socket behind it
-  // backed up), until its 'drain'; else send() would return true for ever, and a pipe() of a sync
-  // source would pull it whole in one turn of the event loop. That drain is heard where the
-  // compressor takes res.on('drain'), as `compression` does (it hands it to its zlib stream);
-  // behind another, only what is written while the socket is backed up counts, until it drains.
+  // Bytes handed to a compressor wait in it, where neither the response nor the socket counts them:
+  // uncounted, send() would return true for ever behind one, and a pipe() of a sync source would
+  // pull it whole in one turn of the event loop. `compression`'s queues are read as they are (see
+  // core/compressor.ts); behind another compressor, what is written while the socket is backed up
+  // counts, until it drains.
+  readonly #compressor: CompressorQueue | undefined;
   #inCompressor = 0;
-  readonly #hearsCompressor: boolean = false;
   // Where the transport's own 'drain' comes from: the socket, or the HTTP/2 stream (its response's
   // 'drain' may be the compressor's).
   readonly #transport: NodeJS.EventEmitter;
@@ -141,11 +141,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     // HTTP/2 streams share one socket: there the stream's own 'drain' is the signal.
     this.#transport = socket ?? (res as Http2Compat).stream ?? res;
     this.#transport.on('drain', this.#onSocketDrain);
-    if (flushEach) {
-      res.on('drain', this.#onCompressorDrain);
-      this.#hearsCompressor = !res.listeners('drain').includes(this.#onCompressorDrain);
-      if (!this.#hearsCompressor) res.off('drain', this.#onCompressorDrain);
-    }
+    this.#compressor = flushEach ? compressorQueue(res, this.#onCompressorDrain) : undefined;
     open.add(this);
     if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
@@ -169,7 +165,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   /** Bytes written but not yet taken by the kernel (the socket's buffer, plus any held in a compressor). */
   get bufferedBytes(): number {
     if (this.#closeReason !== undefined) return 0;
-    return this.#res.writableLength + this.#inCompressor;
+    const compressor = this.#compressor;
+    return this.#res.writableLength + (compressor === undefined ? this.#inCompressor : heldIn(compressor));
   }
 
   /**
@@ -314,11 +311,11 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
       writeChunk(socket, frame);
     } else {
       const bytes = typeof frame === 'string' ? frame : frame.body;
-      const backedUp = this.#flushEach && this.#needsDrain();
-      const accepted = res.write(bytes);
+      const backedUp = this.#flushEach && this.#compressor === undefined && this.#needsDrain();
+      res.write(bytes);
       if (this.#flushEach) {
         res.flush?.();
-        if (backedUp || (this.#hearsCompressor && (!accepted || this.#inCompressor > 0))) this.#inCompressor += Buffer.byteLength(bytes);
+        if (backedUp) this.#inCompressor += Buffer.byteLength(bytes);
       }
     }
     this[active] = true;
@@ -351,7 +348,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     this.#transport.off('drain', this.#onSocketDrain);
-    if (this.#hearsCompressor) this.#res.off('drain', this.#onCompressorDrain);
+    this.#compressor?.off('drain', this.#onCompressorDrain);
     this.#socket?.off('close', this.#onResponseClose);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
@@ -384,7 +381,6 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   };
 
   readonly #onCompressorDrain = (): void => {
-    this.#inCompressor = 0;
     this.#watch();
   };
 }
