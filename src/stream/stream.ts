@@ -106,18 +106,15 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   [active] = true;
   /** @internal Set by sse() behind compression that passed the stream through (guards/passthrough.ts). */
   [passThroughWrite]: unknown;
-  // Behind an active compressor each event must be pushed through it (res.flush()).
-  readonly #flushEach: boolean;
-  // Bytes handed to a compressor wait in it, where neither the response nor the socket counts them:
-  // uncounted, send() would return true for ever behind one, and a pipe() of a sync source would
-  // pull it whole in one turn of the event loop. `compression`'s queues are read as they are (see
-  // core/compressor.ts); behind another compressor, what is written while the socket is backed up
-  // counts, until it drains.
-  readonly #compressor: CompressorQueue | undefined;
+  // Behind an engaged compressor each event must be pushed through it (res.flush()), and the bytes
+  // waiting in it count as buffered, where neither the response nor the socket counts them:
+  // uncounted, send() would return true for ever, and a pipe() of a sync source would pull it whole
+  // in one turn of the event loop. `compression`'s zlib stream, whose queues are read as they are
+  // (see core/compressor.ts); `true` for another compressor, whose queue cannot be seen: what is
+  // written while the socket is backed up counts instead, until it drains. One field (with
+  // #inCompressor), as every open stream carries it.
+  readonly #compressor: CompressorQueue | true | undefined;
   #inCompressor = 0;
-  // Where the transport's own 'drain' comes from: the socket, or the HTTP/2 stream (its response's
-  // 'drain' may be the compressor's).
-  readonly #transport: NodeJS.EventEmitter;
   #closeReason: CloseReason | undefined;
   // Made on the first listener and copied on each change, at the exact length: push() into an empty
   // array reserves 17 slots, ~150 bytes for the one listener a Channel adds to each of its streams.
@@ -131,17 +128,14 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     this.#res = res;
     this.#socket = req.httpVersionMajor === 1 ? req.socket : null;
     this.#settings = settings;
-    this.#flushEach = flushEach;
     const header = req.headers['last-event-id'];
     this.lastEventId = typeof header === 'string' && header !== '' ? decodeLastEventId(header) : undefined;
 
     res.on('close', this.#onResponseClose);
     const socket = this.#socket;
     if (queuedBehind(res, socket)) socket.once('close', this.#onResponseClose);
-    // HTTP/2 streams share one socket: there the stream's own 'drain' is the signal.
-    this.#transport = socket ?? (res as Http2Compat).stream ?? res;
-    this.#transport.on('drain', this.#onSocketDrain);
-    this.#compressor = flushEach ? compressorQueue(res, this.#onCompressorDrain) : undefined;
+    this.#transport().on('drain', this.#onSocketDrain);
+    this.#compressor = flushEach ? (compressorQueue(res, this.#onCompressorDrain) ?? true) : undefined;
     open.add(this);
     if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
@@ -166,7 +160,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   get bufferedBytes(): number {
     if (this.#closeReason !== undefined) return 0;
     const compressor = this.#compressor;
-    return this.#res.writableLength + (compressor === undefined ? this.#inCompressor : heldIn(compressor));
+    return this.#res.writableLength + (typeof compressor === 'object' ? heldIn(compressor) : this.#inCompressor);
   }
 
   /**
@@ -235,6 +229,12 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
       this.#poll = undefined;
       this.#watch();
     }, READY_POLL_MS);
+  }
+
+  // Where the transport's own 'drain' comes from: the socket, or the HTTP/2 stream (the response's
+  // 'drain' may be the compressor's). Not kept in a field: every open stream would carry it.
+  #transport(): NodeJS.EventEmitter {
+    return this.#socket ?? (this.#res as Http2Compat).stream ?? this.#res;
   }
 
   #needsDrain(): boolean {
@@ -311,9 +311,10 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
       writeChunk(socket, frame);
     } else {
       const bytes = typeof frame === 'string' ? frame : frame.body;
-      const backedUp = this.#flushEach && this.#compressor === undefined && this.#needsDrain();
+      const compressor = this.#compressor;
+      const backedUp = compressor === true && this.#needsDrain();
       res.write(bytes);
-      if (this.#flushEach) {
+      if (compressor !== undefined) {
         res.flush?.();
         if (backedUp) this.#inCompressor += Buffer.byteLength(bytes);
       }
@@ -347,8 +348,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     this.#closeReason = reason;
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
-    this.#transport.off('drain', this.#onSocketDrain);
-    this.#compressor?.off('drain', this.#onCompressorDrain);
+    this.#transport().off('drain', this.#onSocketDrain);
+    if (typeof this.#compressor === 'object') this.#compressor.off('drain', this.#onCompressorDrain);
     this.#socket?.off('close', this.#onResponseClose);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
