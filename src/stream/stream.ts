@@ -135,7 +135,8 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     const socket = this.#socket;
     if (queuedBehind(res, socket)) socket.once('close', this.#onResponseClose);
     this.#transport().on('drain', this.#onSocketDrain);
-    this.#compressor = flushEach ? (compressorQueue(res, this.#onCompressorDrain) ?? true) : undefined;
+    // The compressor's drain wakes ready() as the transport's does (one listener: a closure per stream is ~70 bytes).
+    this.#compressor = flushEach ? (compressorQueue(res, this.#onSocketDrain) ?? true) : undefined;
     open.add(this);
     if (settings.heartbeat !== false) startHeartbeat(settings.heartbeat, this);
     // The client may have left while earlier (async) middleware ran: its 'close' has already fired.
@@ -349,7 +350,7 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     open.delete(this);
     if (this.#settings.heartbeat !== false) stopHeartbeat(this.#settings.heartbeat, this);
     this.#transport().off('drain', this.#onSocketDrain);
-    if (typeof this.#compressor === 'object') this.#compressor.off('drain', this.#onCompressorDrain);
+    if (typeof this.#compressor === 'object') this.#compressor.off('drain', this.#onSocketDrain);
     this.#socket?.off('close', this.#onResponseClose);
     const res = this.#res;
     if (reason === 'slow-consumer') res.destroy();
@@ -376,12 +377,9 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
     this[closeWith](this.#res.writableFinished ? 'server' : 'client');
   };
 
+  // The transport's drain, or the compressor's.
   readonly #onSocketDrain = (): void => {
     this.#inCompressor = 0;
-    this.#watch();
-  };
-
-  readonly #onCompressorDrain = (): void => {
     this.#watch();
   };
 }
