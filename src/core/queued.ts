@@ -9,13 +9,17 @@ export function queuedBehind(res: ServerResponse, socket: Socket | null): socket
   return socket !== null && res.socket == null;
 }
 
-// An HTTP/2 compat response has no `destroyed` of its own: its stream has.
-type Http2Compat = { stream?: { destroyed: boolean } };
+/** The HTTP/2 stream below a compat response, where its `destroyed`, reset code, backlog and 'drain' are. */
+export type Http2Stream = NodeJS.EventEmitter & { readonly destroyed: boolean; readonly rstCode?: number; readonly writableNeedDrain: boolean };
+
+/** The HTTP/2 stream of `res`; undefined on HTTP/1. */
+export const http2StreamOf = (res: ServerResponse): Http2Stream | undefined => (res as { stream?: Http2Stream }).stream;
 
 /**
  * Whether the client already left a response that a stream is about to take over: an earlier
  * (async) middleware ran while it went, and its 'close' has fired, or never will (queued).
  */
 export function goneBefore(res: ServerResponse, socket: Socket | null): boolean {
-  return res.destroyed === true || (res as Http2Compat).stream?.destroyed === true || (queuedBehind(res, socket) && socket.destroyed);
+  // An HTTP/2 compat response has no `destroyed` of its own: its stream has.
+  return res.destroyed === true || http2StreamOf(res)?.destroyed === true || (queuedBehind(res, socket) && socket.destroyed);
 }

@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { compressorQueue, heldIn, type CompressorQueue } from '../core/compressor.js';
-import { goneBefore, queuedBehind } from '../core/queued.js';
+import { goneBefore, http2StreamOf, queuedBehind } from '../core/queued.js';
 import { urlOf } from '../core/url.js';
 import { active, beat, startHeartbeat, stopHeartbeat, type Beating } from '../stream/heartbeat.js';
 import { counters, drainStream, open, registry, type Closing, type Registered } from '../stream/registry.js';
@@ -36,11 +36,9 @@ const ignore = (): void => {};
 const endedByGuard = (): Error => new Error('sse-guard: the event stream was ended by shutdown() or as a slow consumer.');
 const writeAfterEnd = (): Error => new Error('sse-guard: write after end(); nothing was sent.');
 
-type Http2Compat = { stream?: { destroyed: boolean; rstCode?: number } };
-
 /** Closed before all it was given reached the client: its socket destroyed before it finished, or its HTTP/2 stream reset (which reports itself finished all the same). */
 function cutShort(res: ServerResponse): boolean {
-  const stream = (res as Http2Compat).stream;
+  const stream = http2StreamOf(res);
   if (stream !== undefined) return stream.destroyed && stream.rstCode !== undefined && stream.rstCode !== 0;
   return res.destroyed && !res.writableFinished;
 }

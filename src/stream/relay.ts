@@ -76,7 +76,6 @@ function isResponse(upstream: Upstream): upstream is UpstreamResponse {
   return typeof candidate?.status === 'number' && typeof candidate.headers?.get === 'function';
 }
 
-
 function refusal(response: UpstreamResponse): string | undefined {
   const type = response.headers.get('content-type');
   if (response.status >= 200 && response.status <= 299 && isEventStreamType(type)) return undefined;

@@ -11,7 +11,7 @@ import { relay as relayUpstream, sendIdOnly, type RelayOptions, type Upstream } 
 import type { Source } from './source.js';
 import { describe } from '../core/describe.js';
 import { compressorQueue, heldIn, type CompressorQueue } from '../core/compressor.js';
-import { goneBefore, queuedBehind } from '../core/queued.js';
+import { goneBefore, http2StreamOf, queuedBehind } from '../core/queued.js';
 import { urlOf } from '../core/url.js';
 
 /** The per-request settings a stream runs with (resolved from SseOptions by sse()). */
@@ -68,8 +68,6 @@ function writeChunk(socket: Socket, frame: string | SharedFrame): void {
 }
 
 type Response = ServerResponse & { flush?: () => void };
-// An HTTP/2 compat response's stream, which its 'drain' and backlog come from.
-type Http2Compat = { stream?: NodeJS.EventEmitter & { writableNeedDrain?: boolean } };
 
 // ms between two looks at the buffer while ready() waits without a 'drain' to come (see #watch).
 const READY_POLL_MS = 5;
@@ -235,12 +233,11 @@ export class SseStream<M extends EventMap = AnyEvents> implements Registered, Be
   // Where the transport's own 'drain' comes from: the socket, or the HTTP/2 stream (the response's
   // 'drain' may be the compressor's). Not kept in a field: every open stream would carry it.
   #transport(): NodeJS.EventEmitter {
-    return this.#socket ?? (this.#res as Http2Compat).stream ?? this.#res;
+    return this.#socket ?? http2StreamOf(this.#res) ?? this.#res;
   }
 
   #needsDrain(): boolean {
-    if (this.#socket !== null) return this.#socket.writableNeedDrain;
-    return (this.#res as Http2Compat).stream?.writableNeedDrain === true;
+    return (this.#socket ?? http2StreamOf(this.#res))?.writableNeedDrain === true;
   }
 
   /** Ends the response (reason `'server'`). Idempotent. */
